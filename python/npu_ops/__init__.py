@@ -1,0 +1,23 @@
+"""npu_ops: Ascend NPU custom operators with an exact, fast CPU backend.
+
+Ops go through the PyTorch dispatcher (``torch.ops.npu_ops.*``), so autograd,
+``torch.compile``, fake tensors and ``torch.library.opcheck`` work on every
+backend.
+
+Example::
+
+    import npu_ops
+    out = npu_ops.msda(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+"""
+
+from __future__ import annotations
+
+from . import _loader
+
+_loader.load()
+
+from . import chorus, msda  # noqa: E402  (after the library is loaded)
+from ._loader import cpu_capability, has_npu_backend  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["msda", "chorus", "has_npu_backend", "cpu_capability", "__version__"]

@@ -1,0 +1,171 @@
+"""``npu_ops.msda``: the public function, its fake (meta) kernels and its autograd.
+
+The op schemas live in ``csrc/registration.cpp``; backends register kernels in
+C++ (``csrc/cpu_ref/msda_cpu.cpp`` for CPU). Autograd is attached to the op
+itself, so eager, ``torch.compile`` and ``opcheck`` all see the same gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["msda"]
+
+_LOC = "[bs, num_queries, num_heads, num_levels, num_points, 2]"
+_ATTN = "[bs, num_queries, num_heads, num_levels, num_points]"
+
+
+def msda(
+    value: Tensor,
+    spatial_shapes: Tensor,
+    level_start_index: Tensor,
+    sampling_locations: Tensor,
+    attention_weights: Tensor,
+    im2col_step: int = 64,
+) -> Tensor:
+    """Multi-scale deformable attention (Deformable DETR), mmcv semantics.
+
+    For every query, head and level, ``num_points`` bilinear samples of the
+    level's value map are taken at ``sampling_locations`` and summed with
+    ``attention_weights`` (used as given: no softmax inside).
+
+    Args:
+        value (Tensor[bs, num_keys, num_heads, C]): flattened multi-level features,
+            ``num_keys = sum(h_l * w_l)``. float32, float64, float16 or bfloat16.
+        spatial_shapes (Tensor[num_levels, 2]): ``(h_l, w_l)`` per level, int32 or int64.
+        level_start_index (Tensor[num_levels]): first key of each level,
+            ``[0, h_0*w_0, h_0*w_0 + h_1*w_1, ...]``, int32 or int64.
+        sampling_locations (Tensor[bs, num_queries, num_heads, num_levels, num_points, 2]):
+            normalised ``(x, y)``; ``(0, 0)`` is the top-left corner of the map, ``(1, 1)`` the
+            bottom-right one. Any value is legal: points outside the map (and NaN/Inf) contribute
+            zero and get zero gradients. Cast to ``value.dtype``.
+        attention_weights (Tensor[bs, num_queries, num_heads, num_levels, num_points]):
+            cast to ``value.dtype``.
+        im2col_step (int): accepted for mmcv compatibility; no numerical effect and no
+            divisibility requirement.
+
+    Returns:
+        Tensor[bs, num_queries, num_heads * C] in ``value.dtype``. float16/bfloat16
+        inputs are accumulated in float32.
+
+    Raises:
+        RuntimeError / TypeError / ValueError naming the argument, the expected and the actual
+        shape, dtype or device.
+
+    Example::
+
+        >>> value = torch.randn(2, 6 * 4 + 3 * 2, 8, 32)
+        >>> shapes = torch.tensor([[6, 4], [3, 2]])
+        >>> starts = torch.tensor([0, 24])
+        >>> loc = torch.rand(2, 100, 8, 2, 4, 2)
+        >>> attn = torch.rand(2, 100, 8, 2, 4).softmax(-1)
+        >>> npu_ops.msda(value, shapes, starts, loc, attn).shape
+        torch.Size([2, 100, 256])
+    """
+    args = {
+        "value": value,
+        "spatial_shapes": spatial_shapes,
+        "level_start_index": level_start_index,
+        "sampling_locations": sampling_locations,
+        "attention_weights": attention_weights,
+    }
+    for name, t in args.items():
+        if not isinstance(t, Tensor):
+            raise TypeError(f"npu_ops.msda: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if isinstance(im2col_step, bool) or not isinstance(im2col_step, int) or im2col_step < 1:
+        raise ValueError(f"npu_ops.msda: im2col_step must be a positive int, got {im2col_step!r}")
+    for name in ("sampling_locations", "attention_weights"):
+        t = args[name]
+        if not t.is_floating_point():
+            raise TypeError(f"npu_ops.msda: {name} must be a floating-point tensor, got dtype {t.dtype}")
+        if t.device != value.device:
+            raise RuntimeError(f"npu_ops.msda: {name} is on {t.device} but value is on {value.device}")
+    # mmcv casts locations and weights to the value dtype (AMP keeps them fp32).
+    if value.is_floating_point():
+        sampling_locations = sampling_locations.to(value.dtype)
+        attention_weights = attention_weights.to(value.dtype)
+    return torch.ops.npu_ops.msda.default(
+        value, spatial_shapes, level_start_index, sampling_locations, attention_weights
+    )
+
+
+def _check_shapes(value: Tensor, spatial_shapes: Tensor, sampling_locations: Tensor, attention_weights: Tensor):
+    """Shape checks the fake kernels can do without reading data (the C++ op repeats them)."""
+    torch._check(
+        value.dim() == 4,
+        lambda: f"npu_ops.msda: value must be 4-D [bs, num_keys, num_heads, channels], got {tuple(value.shape)}",
+    )
+    torch._check(
+        sampling_locations.dim() == 6,
+        lambda: f"npu_ops.msda: sampling_locations must be 6-D {_LOC}, got {tuple(sampling_locations.shape)}",
+    )
+    torch._check(
+        attention_weights.dim() == 5,
+        lambda: f"npu_ops.msda: attention_weights must be 5-D {_ATTN}, got {tuple(attention_weights.shape)}",
+    )
+    torch._check(
+        spatial_shapes.dim() == 2,
+        lambda: f"npu_ops.msda: spatial_shapes must be 2-D [num_levels, 2], got {tuple(spatial_shapes.shape)}",
+    )
+    bs, _, heads, _ = value.shape
+    expected = (bs, sampling_locations.shape[1], heads, spatial_shapes.shape[0], sampling_locations.shape[4], 2)
+    torch._check(
+        tuple(sampling_locations.shape) == expected,
+        lambda: f"npu_ops.msda: sampling_locations must have shape {_LOC} = {expected}, "
+        f"got {tuple(sampling_locations.shape)}",
+    )
+    torch._check(
+        tuple(attention_weights.shape) == expected[:5],
+        lambda: f"npu_ops.msda: attention_weights must have shape {_ATTN} = {expected[:5]}, "
+        f"got {tuple(attention_weights.shape)}",
+    )
+
+
+@torch.library.register_fake("npu_ops::msda")
+def _msda_fake(value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
+    _check_shapes(value, spatial_shapes, sampling_locations, attention_weights)
+    bs, _, heads, channels = value.shape
+    return value.new_empty((bs, sampling_locations.shape[1], heads * channels))
+
+
+@torch.library.register_fake("npu_ops::_msda_backward")
+def _msda_backward_fake(grad_output, value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
+    _check_shapes(value, spatial_shapes, sampling_locations, attention_weights)
+    return torch.empty_like(value), torch.empty_like(sampling_locations), torch.empty_like(attention_weights)
+
+
+def _setup_context(ctx, inputs, output):
+    value, spatial_shapes, level_start_index, sampling_locations, attention_weights = inputs
+    ctx.save_for_backward(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+
+
+def _backward(ctx, grad_output):
+    value, spatial_shapes, level_start_index, sampling_locations, attention_weights = ctx.saved_tensors
+    grad_value, grad_loc, grad_attn = torch.ops.npu_ops._msda_backward.default(
+        grad_output, value, spatial_shapes, level_start_index, sampling_locations, attention_weights
+    )
+    need = ctx.needs_input_grad
+    return (
+        grad_value if need[0] else None,
+        None,
+        None,
+        grad_loc if need[3] else None,
+        grad_attn if need[4] else None,
+    )
+
+
+def _double_backward(ctx, *grads):
+    raise RuntimeError(
+        "npu_ops.msda supports first-order gradients only (double backward is not implemented, as in mmcv)"
+    )
+
+
+def _setup_backward_context(ctx, inputs, output):
+    pass
+
+
+torch.library.register_autograd("npu_ops::msda", _backward, setup_context=_setup_context)
+torch.library.register_autograd(
+    "npu_ops::_msda_backward", _double_backward, setup_context=_setup_backward_context
+)
