@@ -87,8 +87,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> msda_backward_cpu(const at::Tenso
   const auto acc = acc_type(dtype);
   const auto acc_opts = value.options().dtype(acc);
   at::Tensor grad_value = at::zeros(value.sizes(), acc_opts);
-  at::Tensor grad_loc = at::zeros(sampling_locations.sizes(), acc_opts);
-  at::Tensor grad_attn = at::zeros(attention_weights.sizes(), acc_opts);
+  // Every (query, head, level, point) entry is written by the kernel.
+  at::Tensor grad_loc = at::empty(sampling_locations.sizes(), acc_opts);
+  at::Tensor grad_attn = at::empty(attention_weights.sizes(), acc_opts);
 
   const int64_t slices = p.batch * p.num_heads;
   if (slices > 0 && p.num_queries > 0) {

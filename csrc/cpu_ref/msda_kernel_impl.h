@@ -106,9 +106,75 @@ inline bool footprint(acc_t loc_x, acc_t loc_y, int64_t height, int64_t width, F
   return true;
 }
 
+// One 64-byte SIMD register of the accumulation type (GCC vector extension:
+// 1 zmm on AVX-512, 2 ymm on AVX2, 4 xmm otherwise).
+template <typename acc_t>
+struct VecOf;
+template <>
+struct VecOf<float> {
+  typedef float type __attribute__((vector_size(64)));
+};
+template <>
+struct VecOf<double> {
+  typedef double type __attribute__((vector_size(64)));
+};
+
+template <typename V, typename acc_t>
+inline V vload(const acc_t* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <typename V>
+inline V vload(const BFloat16* p) {
+  typedef uint16_t u16x16 __attribute__((vector_size(32)));
+  typedef uint32_t u32x16 __attribute__((vector_size(64)));
+  u16x16 u;
+  std::memcpy(&u, p, sizeof u);
+  const u32x16 w = __builtin_convertvector(u, u32x16) << 16;
+  V v;
+  std::memcpy(&v, &w, sizeof v);
+  return v;
+}
+template <typename V>
+inline V vload(const Half* p) {
+  typedef _Float16 f16x16 __attribute__((vector_size(32)));
+  f16x16 h;
+  std::memcpy(&h, p, sizeof h);
+  return __builtin_convertvector(h, V);
+}
+template <typename V, typename acc_t>
+inline void vstore(acc_t* p, V v) {
+  std::memcpy(p, &v, sizeof v);
+}
+// Pairwise lane sums in a fixed order, so results do not depend on the ISA
+// variant's register width.
+inline float hsum(VecOf<float>::type v) {
+  typedef float f8 __attribute__((vector_size(32)));
+  typedef float f4 __attribute__((vector_size(16)));
+  const f8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+               __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+  const f4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+  return (b[0] + b[2]) + (b[1] + b[3]);
+}
+inline double hsum(VecOf<double>::type v) {
+  typedef double d4 __attribute__((vector_size(32)));
+  const d4 a = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
+  return (a[0] + a[2]) + (a[1] + a[3]);
+}
+
+template <typename in_t>
+inline void prefetch_row(const in_t* row, int64_t channels) {
+  const char* p = reinterpret_cast<const char*>(row);
+  const int64_t bytes = channels * static_cast<int64_t>(sizeof(in_t));
+  for (int64_t off = 0; off < bytes && off < 512; off += 64) __builtin_prefetch(p + off);
+}
+
 template <typename in_t>
 void forward_impl(const MsdaForwardArgs& a, int64_t begin, int64_t end) {
   using acc_t = typename AccOf<in_t>::type;
+  using V = typename VecOf<acc_t>::type;
+  constexpr int64_t N = sizeof(V) / sizeof(acc_t);
   const MsdaDims& d = a.d;
   const int64_t C = d.channels, H = d.num_heads, LP = d.num_levels * d.num_points;
   const int64_t pix_stride = H * C;
@@ -116,16 +182,18 @@ void forward_impl(const MsdaForwardArgs& a, int64_t begin, int64_t end) {
   const auto* loc = static_cast<const in_t*>(a.loc);
   const auto* attn = static_cast<const in_t*>(a.attn);
   auto* out = static_cast<acc_t*>(a.out);
-  const Scratch<in_t> zero_row(C);  // all-zero bits is 0 for every in_t
+  // In-bounds corners of the current (query, head): row pointer and
+  // attention-times-bilinear weight, so the channel loops below only stream.
+  const Scratch<const in_t*> rows(4 * LP);
+  const Scratch<acc_t> wts(4 * LP);
 
   for (int64_t item = begin; item < end; ++item) {  // item = b * Nq + q
     const int64_t b = item / d.num_queries;
     for (int64_t h = 0; h < H; ++h) {
-      acc_t* __restrict o = out + (item * H + h) * C;
-      for (int64_t c = 0; c < C; ++c) o[c] = acc_t(0);
       const in_t* vbase = value + (b * d.num_keys * H + h) * C;
       const in_t* lp = loc + (item * H + h) * LP * 2;
       const in_t* ap = attn + (item * H + h) * LP;
+      int64_t n = 0;
       for (int64_t l = 0; l < d.num_levels; ++l) {
         const MsdaLevelDesc lv = a.levels[l];
         const in_t* vlevel = vbase + lv.start * pix_stride;
@@ -133,40 +201,76 @@ void forward_impl(const MsdaForwardArgs& a, int64_t begin, int64_t end) {
           Footprint<acc_t> f;
           if (!footprint<acc_t>(to_acc(lp[0]), to_acc(lp[1]), lv.height, lv.width, f)) continue;
           const acc_t w = to_acc(*ap);
-          const in_t* r[4];
-          acc_t aw[4];
           for (int k = 0; k < 4; ++k) {
-            r[k] = f.valid[k] ? vlevel + f.pixel[k] * pix_stride : zero_row.data;
-            aw[k] = f.valid[k] ? w * f.weight[k] : acc_t(0);
-          }
-          const in_t *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3];
-          for (int64_t c = 0; c < C; ++c) {
-            o[c] += aw[0] * to_acc(r0[c]) + aw[1] * to_acc(r1[c]) + aw[2] * to_acc(r2[c]) + aw[3] * to_acc(r3[c]);
+            if (!f.valid[k]) continue;
+            rows.data[n] = vlevel + f.pixel[k] * pix_stride;
+            wts.data[n] = w * f.weight[k];
+            prefetch_row(rows.data[n], C);
+            ++n;
           }
         }
+      }
+      acc_t* o = out + (item * H + h) * C;
+      const in_t* const* r = rows.data;
+      const acc_t* wt = wts.data;
+      int64_t c = 0;
+      // Two accumulator sets (even / odd corners) keep two FMA chains in flight.
+      for (; c + 2 * N <= C; c += 2 * N) {
+        V a0 = {}, a1 = {}, b0 = {}, b1 = {};
+        int64_t i = 0;
+        for (; i + 1 < n; i += 2) {
+          a0 += wt[i] * vload<V>(r[i] + c);
+          a1 += wt[i] * vload<V>(r[i] + c + N);
+          b0 += wt[i + 1] * vload<V>(r[i + 1] + c);
+          b1 += wt[i + 1] * vload<V>(r[i + 1] + c + N);
+        }
+        if (i < n) {
+          a0 += wt[i] * vload<V>(r[i] + c);
+          a1 += wt[i] * vload<V>(r[i] + c + N);
+        }
+        vstore(o + c, a0 + b0);
+        vstore(o + c + N, a1 + b1);
+      }
+      for (; c + N <= C; c += N) {
+        V a0 = {}, b0 = {};
+        int64_t i = 0;
+        for (; i + 1 < n; i += 2) {
+          a0 += wt[i] * vload<V>(r[i] + c);
+          b0 += wt[i + 1] * vload<V>(r[i + 1] + c);
+        }
+        if (i < n) a0 += wt[i] * vload<V>(r[i] + c);
+        vstore(o + c, a0 + b0);
+      }
+      for (; c < C; ++c) {
+        acc_t s = acc_t(0);
+        for (int64_t i = 0; i < n; ++i) s += wt[i] * to_acc(r[i][c]);
+        o[c] = s;
       }
     }
   }
 }
 
-// Sums `lanes` partial sums in a fixed order, so results do not depend on
-// how the compiler vectorised the loop that filled them.
-template <typename acc_t, int N>
-inline acc_t sum_lanes(const acc_t (&lanes)[N]) {
-  acc_t s = acc_t(0);
-  for (int j = 0; j < N; ++j) s += lanes[j];
-  return s;
-}
+// Per sampling point state the backward keeps between its two phases.
+template <typename in_t, typename acc_t>
+struct PointGrad {
+  const in_t* row[4];  // value rows (a zero row when out of bounds)
+  acc_t* target[4];    // grad_value rows (a private sink when out of bounds)
+  acc_t aw[4];         // attention * bilinear weight (0 when out of bounds)
+  acc_t weight[4];     // bilinear weights
+  acc_t w, fx, fy, width, height;
+  bool active;
+};
 
 template <typename in_t>
 void backward_impl(const MsdaBackwardArgs& a, int64_t b, int64_t h, int64_t q_begin, int64_t q_end,
                    void* gv_slice, int64_t row_stride) {
   using acc_t = typename AccOf<in_t>::type;
-  constexpr int kLanes = 64 / sizeof(acc_t);  // one cache line of partial sums per corner
+  using V = typename VecOf<acc_t>::type;
+  constexpr int64_t N = sizeof(V) / sizeof(acc_t);
   const MsdaDims& d = a.d;
   const int64_t C = d.channels, H = d.num_heads, L = d.num_levels, P = d.num_points, LP = L * P;
   const int64_t pix_stride = H * C;
-  const int64_t c_main = C - C % kLanes;
+  const int64_t c_vec = C - C % N;
   const auto* value = static_cast<const in_t*>(a.value);
   const auto* loc = static_cast<const in_t*>(a.loc);
   const auto* attn = static_cast<const in_t*>(a.attn);
@@ -176,74 +280,101 @@ void backward_impl(const MsdaBackwardArgs& a, int64_t b, int64_t h, int64_t q_be
   auto* gv = static_cast<acc_t*>(gv_slice);
 
   const Scratch<in_t> zero_row(C);
-  const Scratch<acc_t> sink(4 * C);  // write target of out-of-bounds corners
+  const Scratch<acc_t> sink(4 * C);  // write target of out-of-bounds corners, one row per corner
   const Scratch<acc_t> g(C);
+  const Scratch<PointGrad<in_t, acc_t>> pts(LP);
   const in_t* vbase = value + (b * d.num_keys * H + h) * C;
 
+  // Rows of consecutive queries of one head are H rows apart: prefetch the
+  // next query's inputs while this one is processed.
   for (int64_t q = q_begin; q < q_end; ++q) {
     const int64_t row = (b * d.num_queries + q) * H + h;  // (b, q, h)
+    if (q + 1 < q_end) {
+      prefetch_row(loc + (row + H) * LP * 2, LP * 2);
+      prefetch_row(attn + (row + H) * LP, LP);
+      prefetch_row(grad_out + (row + H) * C, C);
+    }
     const in_t* go = grad_out + row * C;
     for (int64_t c = 0; c < C; ++c) g.data[c] = to_acc(go[c]);
-    const acc_t* __restrict gp = g.data;
     const in_t* lp = loc + row * LP * 2;
     const in_t* ap = attn + row * LP;
-    acc_t* gl = grad_loc + row * LP * 2;
-    acc_t* ga = grad_attn + row * LP;
-    for (int64_t l = 0; l < L; ++l) {
+    // Phase 1: footprints of every point, with their rows prefetched.
+    for (int64_t l = 0, i = 0; l < L; ++l) {
       const MsdaLevelDesc lv = a.levels[l];
       const in_t* vlevel = vbase + lv.start * pix_stride;
       acc_t* gvlevel = gv + lv.start * row_stride;
-      for (int64_t p = 0; p < P; ++p, lp += 2, ++ap, gl += 2, ++ga) {
+      for (int64_t p = 0; p < P; ++p, ++i, lp += 2, ++ap) {
+        PointGrad<in_t, acc_t>& pt = pts.data[i];
         Footprint<acc_t> f;
-        if (!footprint<acc_t>(to_acc(lp[0]), to_acc(lp[1]), lv.height, lv.width, f)) {
-          gl[0] = gl[1] = *ga = acc_t(0);
-          continue;
-        }
-        const acc_t w = to_acc(*ap);
-        const in_t* r[4];
-        acc_t* t[4];
-        acc_t aw[4];
+        pt.active = footprint<acc_t>(to_acc(lp[0]), to_acc(lp[1]), lv.height, lv.width, f);
+        if (!pt.active) continue;
+        pt.w = to_acc(*ap);
+        pt.fx = f.fx;
+        pt.fy = f.fy;
+        pt.width = static_cast<acc_t>(lv.width);
+        pt.height = static_cast<acc_t>(lv.height);
         for (int k = 0; k < 4; ++k) {
-          r[k] = f.valid[k] ? vlevel + f.pixel[k] * pix_stride : zero_row.data;
-          t[k] = f.valid[k] ? gvlevel + f.pixel[k] * row_stride : sink.data + k * C;
-          aw[k] = f.valid[k] ? w * f.weight[k] : acc_t(0);
-        }
-        const in_t *r0 = r[0], *r1 = r[1], *r2 = r[2], *r3 = r[3];
-        acc_t *__restrict t0 = t[0], *__restrict t1 = t[1], *__restrict t2 = t[2], *__restrict t3 = t[3];
-        // s_k = <g, corner_k>, accumulated in kLanes partial sums.
-        acc_t s0[kLanes] = {}, s1[kLanes] = {}, s2[kLanes] = {}, s3[kLanes] = {};
-        for (int64_t c0 = 0; c0 < c_main; c0 += kLanes) {
-          for (int j = 0; j < kLanes; ++j) {
-            const int64_t c = c0 + j;
-            const acc_t gc = gp[c];
-            s0[j] += gc * to_acc(r0[c]);
-            s1[j] += gc * to_acc(r1[c]);
-            s2[j] += gc * to_acc(r2[c]);
-            s3[j] += gc * to_acc(r3[c]);
-            t0[c] += aw[0] * gc;
-            t1[c] += aw[1] * gc;
-            t2[c] += aw[2] * gc;
-            t3[c] += aw[3] * gc;
+          pt.weight[k] = f.weight[k];
+          if (f.valid[k]) {
+            pt.row[k] = vlevel + f.pixel[k] * pix_stride;
+            pt.target[k] = gvlevel + f.pixel[k] * row_stride;
+            pt.aw[k] = pt.w * f.weight[k];
+            prefetch_row(pt.row[k], C);
+            prefetch_row(pt.target[k], C);  // read for the add, then written
+          } else {
+            pt.row[k] = zero_row.data;
+            pt.target[k] = sink.data + k * C;
+            pt.aw[k] = acc_t(0);
           }
         }
-        for (int64_t c = c_main; c < C; ++c) {
-          const int j = static_cast<int>(c - c_main);
-          const acc_t gc = gp[c];
-          s0[j] += gc * to_acc(r0[c]);
-          s1[j] += gc * to_acc(r1[c]);
-          s2[j] += gc * to_acc(r2[c]);
-          s3[j] += gc * to_acc(r3[c]);
-          t0[c] += aw[0] * gc;
-          t1[c] += aw[1] * gc;
-          t2[c] += aw[2] * gc;
-          t3[c] += aw[3] * gc;
-        }
-        const acc_t d00 = sum_lanes(s0), d01 = sum_lanes(s1), d10 = sum_lanes(s2), d11 = sum_lanes(s3);
-        const acc_t gx = acc_t(1) - f.fx, gy = acc_t(1) - f.fy;
-        *ga = f.weight[0] * d00 + f.weight[1] * d01 + f.weight[2] * d10 + f.weight[3] * d11;
-        gl[0] = static_cast<acc_t>(lv.width) * w * (gy * (d01 - d00) + f.fy * (d11 - d10));
-        gl[1] = static_cast<acc_t>(lv.height) * w * (gx * (d10 - d00) + f.fx * (d11 - d01));
       }
+    }
+    // Phase 2: per point, the four dot products <g, corner> and the scatter
+    // of aw * g into the four grad_value rows, in one pass over the channels.
+    acc_t* gl = grad_loc + row * LP * 2;
+    acc_t* ga = grad_attn + row * LP;
+    for (int64_t i = 0; i < LP; ++i) {
+      const PointGrad<in_t, acc_t>& pt = pts.data[i];
+      if (!pt.active) {
+        gl[2 * i] = gl[2 * i + 1] = ga[i] = acc_t(0);
+        continue;
+      }
+      const in_t *r0 = pt.row[0], *r1 = pt.row[1], *r2 = pt.row[2], *r3 = pt.row[3];
+      acc_t *t0 = pt.target[0], *t1 = pt.target[1], *t2 = pt.target[2], *t3 = pt.target[3];
+      V s0 = {}, s1 = {}, s2 = {}, s3 = {};
+      for (int64_t c = 0; c < c_vec; c += N) {
+        const V gc = vload<V>(g.data + c);
+        s0 += gc * vload<V>(r0 + c);
+        s1 += gc * vload<V>(r1 + c);
+        s2 += gc * vload<V>(r2 + c);
+        s3 += gc * vload<V>(r3 + c);
+        vstore(t0 + c, vload<V>(t0 + c) + pt.aw[0] * gc);
+        vstore(t1 + c, vload<V>(t1 + c) + pt.aw[1] * gc);
+        vstore(t2 + c, vload<V>(t2 + c) + pt.aw[2] * gc);
+        vstore(t3 + c, vload<V>(t3 + c) + pt.aw[3] * gc);
+      }
+      // grad_attn and the two location gradients are fixed linear combinations
+      // of the dot products d_k = <g, corner_k>; combine the lanes first so
+      // only three horizontal sums are needed.
+      const acc_t gx = acc_t(1) - pt.fx, gy = acc_t(1) - pt.fy;
+      acc_t dw = hsum(pt.weight[0] * s0 + pt.weight[1] * s1 + pt.weight[2] * s2 + pt.weight[3] * s3);
+      acc_t dx = hsum(gy * (s1 - s0) + pt.fy * (s3 - s2));
+      acc_t dy = hsum(gx * (s2 - s0) + pt.fx * (s3 - s1));
+      for (int64_t c = c_vec; c < C; ++c) {
+        const acc_t gc = g.data[c];
+        const acc_t d00 = gc * to_acc(r0[c]), d01 = gc * to_acc(r1[c]);
+        const acc_t d10 = gc * to_acc(r2[c]), d11 = gc * to_acc(r3[c]);
+        dw += pt.weight[0] * d00 + pt.weight[1] * d01 + pt.weight[2] * d10 + pt.weight[3] * d11;
+        dx += gy * (d01 - d00) + pt.fy * (d11 - d10);
+        dy += gx * (d10 - d00) + pt.fx * (d11 - d01);
+        t0[c] += pt.aw[0] * gc;
+        t1[c] += pt.aw[1] * gc;
+        t2[c] += pt.aw[2] * gc;
+        t3[c] += pt.aw[3] * gc;
+      }
+      ga[i] = dw;
+      gl[2 * i] = pt.width * pt.w * dx;
+      gl[2 * i + 1] = pt.height * pt.w * dy;
     }
   }
 }
