@@ -51,23 +51,22 @@ MsdaProblem msda_check_shapes(const at::Tensor& value, const at::Tensor& spatial
   const auto dt = value.scalar_type();
   TORCH_CHECK(dt == at::kFloat || dt == at::kDouble || dt == at::kHalf || dt == at::kBFloat16,
               "npu_ops.msda: value must have dtype float32, float64, float16 or bfloat16, got ", dt);
-  TORCH_CHECK(sampling_locations.scalar_type() == dt, "npu_ops.msda: sampling_locations must have value's dtype ",
-              dt, ", got ", sampling_locations.scalar_type(), " (npu_ops.msda() casts it for you)");
-  TORCH_CHECK(attention_weights.scalar_type() == dt, "npu_ops.msda: attention_weights must have value's dtype ",
-              dt, ", got ", attention_weights.scalar_type(), " (npu_ops.msda() casts it for you)");
+  TORCH_CHECK(sampling_locations.scalar_type() == dt, "npu_ops.msda: sampling_locations must have value's dtype ", dt,
+              ", got ", sampling_locations.scalar_type(), " (npu_ops.msda() casts it for you)");
+  TORCH_CHECK(attention_weights.scalar_type() == dt, "npu_ops.msda: attention_weights must have value's dtype ", dt,
+              ", got ", attention_weights.scalar_type(), " (npu_ops.msda() casts it for you)");
   check_index_tensor(spatial_shapes, "spatial_shapes");
   check_index_tensor(level_start_index, "level_start_index");
 
   const auto dev = value.device();
   TORCH_CHECK(sampling_locations.device() == dev, "npu_ops.msda: sampling_locations is on ",
               sampling_locations.device(), " but value is on ", dev);
-  TORCH_CHECK(attention_weights.device() == dev, "npu_ops.msda: attention_weights is on ",
-              attention_weights.device(), " but value is on ", dev);
+  TORCH_CHECK(attention_weights.device() == dev, "npu_ops.msda: attention_weights is on ", attention_weights.device(),
+              " but value is on ", dev);
   TORCH_CHECK(spatial_shapes.device() == dev || spatial_shapes.is_cpu(), "npu_ops.msda: spatial_shapes is on ",
               spatial_shapes.device(), " but value is on ", dev, " (expected ", dev, " or cpu)");
-  TORCH_CHECK(level_start_index.device() == dev || level_start_index.is_cpu(),
-              "npu_ops.msda: level_start_index is on ", level_start_index.device(), " but value is on ", dev,
-              " (expected ", dev, " or cpu)");
+  TORCH_CHECK(level_start_index.device() == dev || level_start_index.is_cpu(), "npu_ops.msda: level_start_index is on ",
+              level_start_index.device(), " but value is on ", dev, " (expected ", dev, " or cpu)");
 
   MsdaProblem p{};
   p.batch = value.size(0);
@@ -83,18 +82,16 @@ MsdaProblem msda_check_shapes(const at::Tensor& value, const at::Tensor& spatial
 
   check_size(sampling_locations, "sampling_locations", 0, p.batch, "bs (value.shape[0])", kLoc);
   check_size(sampling_locations, "sampling_locations", 2, p.num_heads, "num_heads (value.shape[2])", kLoc);
-  check_size(sampling_locations, "sampling_locations", 3, p.num_levels, "num_levels (spatial_shapes.shape[0])",
-             kLoc);
+  check_size(sampling_locations, "sampling_locations", 3, p.num_levels, "num_levels (spatial_shapes.shape[0])", kLoc);
   check_size(sampling_locations, "sampling_locations", 5, 2, "(x, y) coordinates", kLoc);
   p.num_queries = sampling_locations.size(1);
   p.num_points = sampling_locations.size(4);
 
   check_size(attention_weights, "attention_weights", 0, p.batch, "bs (value.shape[0])", kAttn);
-  check_size(attention_weights, "attention_weights", 1, p.num_queries,
-             "num_queries (sampling_locations.shape[1])", kAttn);
-  check_size(attention_weights, "attention_weights", 2, p.num_heads, "num_heads (value.shape[2])", kAttn);
-  check_size(attention_weights, "attention_weights", 3, p.num_levels, "num_levels (spatial_shapes.shape[0])",
+  check_size(attention_weights, "attention_weights", 1, p.num_queries, "num_queries (sampling_locations.shape[1])",
              kAttn);
+  check_size(attention_weights, "attention_weights", 2, p.num_heads, "num_heads (value.shape[2])", kAttn);
+  check_size(attention_weights, "attention_weights", 3, p.num_levels, "num_levels (spatial_shapes.shape[0])", kAttn);
   check_size(attention_weights, "attention_weights", 4, p.num_points, "num_points (sampling_locations.shape[4])",
              kAttn);
   return p;
@@ -128,8 +125,8 @@ void msda_check_grad_output(const MsdaProblem& p, const at::Tensor& grad_output,
               shape_str(grad_output.sizes()));
   TORCH_CHECK(grad_output.scalar_type() == value.scalar_type(), "npu_ops.msda backward: grad_output must have ",
               "value's dtype ", value.scalar_type(), ", got ", grad_output.scalar_type());
-  TORCH_CHECK(grad_output.device() == value.device(), "npu_ops.msda backward: grad_output is on ",
-              grad_output.device(), " but value is on ", value.device());
+  TORCH_CHECK(grad_output.device() == value.device(), "npu_ops.msda backward: grad_output is on ", grad_output.device(),
+              " but value is on ", value.device());
 }
 
 }  // namespace npu_ops

@@ -28,8 +28,7 @@ MsdaProblem msda_check_shapes(const at::Tensor& value, const at::Tensor& spatial
 
 // Reads spatial_shapes / level_start_index and checks them against value.
 // Fills problem.levels.
-void msda_check_levels(MsdaProblem& problem, const at::Tensor& spatial_shapes,
-                       const at::Tensor& level_start_index);
+void msda_check_levels(MsdaProblem& problem, const at::Tensor& spatial_shapes, const at::Tensor& level_start_index);
 
 // Checks grad_output against the forward's output shape, dtype and device.
 void msda_check_grad_output(const MsdaProblem& problem, const at::Tensor& grad_output, const at::Tensor& value);

@@ -35,7 +35,7 @@ int chosen_level() {
 }  // namespace
 
 const MsdaKernels& msda_kernels() {
-  static const MsdaKernels& k = [] () -> const MsdaKernels& {
+  static const MsdaKernels& k = []() -> const MsdaKernels& {
     switch (chosen_level()) {
       case 2: return avx512::msda_kernels();
       case 1: return avx2::msda_kernels();

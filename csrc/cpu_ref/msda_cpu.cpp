@@ -31,7 +31,9 @@ MsdaDtype kernel_dtype(at::ScalarType t) {
   }
 }
 
-at::ScalarType acc_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+at::ScalarType acc_type(at::ScalarType t) {
+  return t == at::kDouble ? at::kDouble : at::kFloat;
+}
 
 struct Prepared {
   MsdaProblem p;
@@ -45,8 +47,7 @@ Prepared prepare(const at::Tensor& value, const at::Tensor& spatial_shapes, cons
   r.p = msda_check_shapes(value, spatial_shapes, level_start_index, sampling_locations, attention_weights);
   msda_check_levels(r.p, spatial_shapes, level_start_index);
   for (const auto& l : r.p.levels) r.levels.push_back({l.height, l.width, l.start});
-  r.dims = {r.p.batch,      r.p.num_keys,   r.p.num_heads, r.p.channels,
-            r.p.num_queries, r.p.num_levels, r.p.num_points};
+  r.dims = {r.p.batch, r.p.num_keys, r.p.num_heads, r.p.channels, r.p.num_queries, r.p.num_levels, r.p.num_points};
   return r;
 }
 
@@ -60,8 +61,8 @@ at::Tensor msda_forward_cpu(const at::Tensor& value, const at::Tensor& spatial_s
   at::Tensor out = at::empty({p.batch, p.num_queries, p.num_heads * p.channels}, value.options().dtype(acc));
   const int64_t items = p.batch * p.num_queries;
   if (items > 0 && p.num_heads * p.channels > 0) {
-    const cpu::MsdaForwardArgs args{r.dims,         r.levels.data(), kernel_dtype(value.scalar_type()),
-                                    v.data_ptr(),   loc.data_ptr(),  attn.data_ptr(),
+    const cpu::MsdaForwardArgs args{r.dims,        r.levels.data(), kernel_dtype(value.scalar_type()),
+                                    v.data_ptr(),  loc.data_ptr(),  attn.data_ptr(),
                                     out.data_ptr()};
     const auto& kernels = cpu::msda_kernels();
     // Roughly 4k corner rows per task keeps scheduling overhead negligible.
@@ -72,8 +73,7 @@ at::Tensor msda_forward_cpu(const at::Tensor& value, const at::Tensor& spatial_s
   return acc == value.scalar_type() ? out : out.to(value.scalar_type());
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> msda_backward_cpu(const at::Tensor& grad_output,
-                                                                 const at::Tensor& value,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> msda_backward_cpu(const at::Tensor& grad_output, const at::Tensor& value,
                                                                  const at::Tensor& spatial_shapes,
                                                                  const at::Tensor& level_start_index,
                                                                  const at::Tensor& sampling_locations,
@@ -81,8 +81,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> msda_backward_cpu(const at::Tenso
   const Prepared r = prepare(value, spatial_shapes, level_start_index, sampling_locations, attention_weights);
   const auto& p = r.p;
   msda_check_grad_output(p, grad_output, value);
-  const at::Tensor v = value.contiguous(), loc = sampling_locations.contiguous(),
-                   attn = attention_weights.contiguous(), go = grad_output.contiguous();
+  const at::Tensor v = value.contiguous(), loc = sampling_locations.contiguous(), attn = attention_weights.contiguous(),
+                   go = grad_output.contiguous();
   const auto dtype = value.scalar_type();
   const auto acc = acc_type(dtype);
   const auto acc_opts = value.options().dtype(acc);
@@ -103,9 +103,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> msda_backward_cpu(const at::Tenso
     at::Tensor extra;  // [slices, chunks - 1, num_keys, C]
     if (chunks > 1) extra = at::zeros({slices, chunks - 1, p.num_keys, p.channels}, acc_opts);
 
-    const cpu::MsdaBackwardArgs args{r.dims,         r.levels.data(),     kernel_dtype(dtype), go.data_ptr(),
-                                     v.data_ptr(),   loc.data_ptr(),      attn.data_ptr(),     grad_loc.data_ptr(),
-                                     grad_attn.data_ptr()};
+    const cpu::MsdaBackwardArgs args{r.dims,          r.levels.data(),     kernel_dtype(dtype),
+                                     go.data_ptr(),   v.data_ptr(),        loc.data_ptr(),
+                                     attn.data_ptr(), grad_loc.data_ptr(), grad_attn.data_ptr()};
     const auto& kernels = cpu::msda_kernels();
     const size_t elt = acc == at::kDouble ? sizeof(double) : sizeof(float);
     auto* gv_base = static_cast<char*>(grad_value.data_ptr());

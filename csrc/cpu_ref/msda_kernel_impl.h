@@ -34,8 +34,12 @@ struct Scratch {
   Scratch& operator=(const Scratch&) = delete;
 };
 
-inline float floor_of(float v) { return __builtin_floorf(v); }
-inline double floor_of(double v) { return __builtin_floor(v); }
+inline float floor_of(float v) {
+  return __builtin_floorf(v);
+}
+inline double floor_of(double v) {
+  return __builtin_floor(v);
+}
 
 // 16-bit storage types; conversions to float are exact.
 struct Half {
@@ -45,8 +49,12 @@ struct BFloat16 {
   uint16_t bits;
 };
 
-inline float to_acc(float v) { return v; }
-inline double to_acc(double v) { return v; }
+inline float to_acc(float v) {
+  return v;
+}
+inline double to_acc(double v) {
+  return v;
+}
 inline float to_acc(BFloat16 v) {
   const uint32_t u = static_cast<uint32_t>(v.bits) << 16;
   float f;
@@ -73,8 +81,8 @@ template <typename acc_t>
 struct Footprint {
   int64_t pixel[4];  // level-relative pixel index of the corners (y0x0, y0x1, y1x0, y1x1)
   bool valid[4];
-  acc_t weight[4];   // bilinear weights, without the attention weight
-  acc_t fx, fy;      // fractional parts (lw, lh in mmcv's notation)
+  acc_t weight[4];  // bilinear weights, without the attention weight
+  acc_t fx, fy;     // fractional parts (lw, lh in mmcv's notation)
 };
 
 // Returns false when the point is dropped (outside (-1, size) or NaN/Inf).
@@ -262,8 +270,8 @@ struct PointGrad {
 };
 
 template <typename in_t>
-void backward_impl(const MsdaBackwardArgs& a, int64_t b, int64_t h, int64_t q_begin, int64_t q_end,
-                   void* gv_slice, int64_t row_stride) {
+void backward_impl(const MsdaBackwardArgs& a, int64_t b, int64_t h, int64_t q_begin, int64_t q_end, void* gv_slice,
+                   int64_t row_stride) {
   using acc_t = typename AccOf<in_t>::type;
   using V = typename VecOf<acc_t>::type;
   constexpr int64_t N = sizeof(V) / sizeof(acc_t);
