@@ -51,18 +51,36 @@ Prepared prepare(const at::Tensor& value, const at::Tensor& spatial_shapes, cons
   return r;
 }
 
+// value with its element strides; the kernels only need contiguous channels.
+struct ValueView {
+  at::Tensor tensor;
+  cpu::MsdaValueStrides strides;
+};
+
+ValueView channels_contiguous(const at::Tensor& value) {
+  ValueView v{value.stride(3) == 1 ? value : value.contiguous(), {}};
+  v.strides = {v.tensor.stride(0), v.tensor.stride(1), v.tensor.stride(2)};
+  return v;
+}
+
 at::Tensor msda_forward_cpu(const at::Tensor& value, const at::Tensor& spatial_shapes,
                             const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
                             const at::Tensor& attention_weights) {
   const Prepared r = prepare(value, spatial_shapes, level_start_index, sampling_locations, attention_weights);
   const auto& p = r.p;
-  const at::Tensor v = value.contiguous(), loc = sampling_locations.contiguous(), attn = attention_weights.contiguous();
+  const ValueView v = channels_contiguous(value);
+  const at::Tensor loc = sampling_locations.contiguous(), attn = attention_weights.contiguous();
   const auto acc = acc_type(value.scalar_type());
   at::Tensor out = at::empty({p.batch, p.num_queries, p.num_heads * p.channels}, value.options().dtype(acc));
   const int64_t items = p.batch * p.num_queries;
   if (items > 0 && p.num_heads * p.channels > 0) {
-    const cpu::MsdaForwardArgs args{r.dims,        r.levels.data(), kernel_dtype(value.scalar_type()),
-                                    v.data_ptr(),  loc.data_ptr(),  attn.data_ptr(),
+    const cpu::MsdaForwardArgs args{r.dims,
+                                    r.levels.data(),
+                                    kernel_dtype(value.scalar_type()),
+                                    v.tensor.data_ptr(),
+                                    v.strides,
+                                    loc.data_ptr(),
+                                    attn.data_ptr(),
                                     out.data_ptr()};
     const auto& kernels = cpu::msda_kernels();
     // Roughly 4k corner rows per task keeps scheduling overhead negligible.
@@ -81,7 +99,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> msda_backward_cpu(const at::Tenso
   const Prepared r = prepare(value, spatial_shapes, level_start_index, sampling_locations, attention_weights);
   const auto& p = r.p;
   msda_check_grad_output(p, grad_output, value);
-  const at::Tensor v = value.contiguous(), loc = sampling_locations.contiguous(), attn = attention_weights.contiguous(),
+  const ValueView v = channels_contiguous(value);
+  const at::Tensor loc = sampling_locations.contiguous(), attn = attention_weights.contiguous(),
                    go = grad_output.contiguous();
   const auto dtype = value.scalar_type();
   const auto acc = acc_type(dtype);
@@ -103,9 +122,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> msda_backward_cpu(const at::Tenso
     at::Tensor extra;  // [slices, chunks - 1, num_keys, C]
     if (chunks > 1) extra = at::zeros({slices, chunks - 1, p.num_keys, p.channels}, acc_opts);
 
-    const cpu::MsdaBackwardArgs args{r.dims,          r.levels.data(),     kernel_dtype(dtype),
-                                     go.data_ptr(),   v.data_ptr(),        loc.data_ptr(),
-                                     attn.data_ptr(), grad_loc.data_ptr(), grad_attn.data_ptr()};
+    const cpu::MsdaBackwardArgs args{
+        r.dims,    r.levels.data(), kernel_dtype(dtype), go.data_ptr(),       v.tensor.data_ptr(),
+        v.strides, loc.data_ptr(),  attn.data_ptr(),     grad_loc.data_ptr(), grad_attn.data_ptr()};
     const auto& kernels = cpu::msda_kernels();
     const size_t elt = acc == at::kDouble ? sizeof(double) : sizeof(float);
     auto* gv_base = static_cast<char*>(grad_value.data_ptr());

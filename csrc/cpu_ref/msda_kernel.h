@@ -14,21 +14,27 @@ struct MsdaLevelDesc {
   int64_t height, width, start;
 };
 
+// Element strides of value; its channels are always contiguous.
+struct MsdaValueStrides {
+  int64_t batch, pixel, head;
+};
+
 struct MsdaDims {
   int64_t batch, num_keys, num_heads, channels, num_queries, num_levels, num_points;
 };
 
-// All tensors contiguous. value/loc/attn/grad_out are in the input dtype;
+// All tensors contiguous, except value (see MsdaValueStrides). value/loc/attn/grad_out are in the input dtype;
 // out, grad_value, grad_loc, grad_attn are in the accumulation type (double
 // for kDouble, float otherwise).
 struct MsdaForwardArgs {
   MsdaDims d;
   const MsdaLevelDesc* levels;
   MsdaDtype dtype;
-  const void* value;  // [bs, num_keys, heads, C]
-  const void* loc;    // [bs, Nq, heads, L, P, 2]
-  const void* attn;   // [bs, Nq, heads, L, P]
-  void* out;          // [bs, Nq, heads, C]
+  const void* value;  // [bs, num_keys, heads, C] with value_strides
+  MsdaValueStrides value_strides;
+  const void* loc;   // [bs, Nq, heads, L, P, 2]
+  const void* attn;  // [bs, Nq, heads, L, P]
+  void* out;         // [bs, Nq, heads, C]
 };
 
 struct MsdaBackwardArgs {
@@ -37,6 +43,7 @@ struct MsdaBackwardArgs {
   MsdaDtype dtype;
   const void* grad_out;  // [bs, Nq, heads, C]
   const void* value;
+  MsdaValueStrides value_strides;
   const void* loc;
   const void* attn;
   void* grad_loc;   // [bs, Nq, heads, L, P, 2], written for the processed queries

@@ -185,7 +185,7 @@ void forward_impl(const MsdaForwardArgs& a, int64_t begin, int64_t end) {
   constexpr int64_t N = sizeof(V) / sizeof(acc_t);
   const MsdaDims& d = a.d;
   const int64_t C = d.channels, H = d.num_heads, LP = d.num_levels * d.num_points;
-  const int64_t pix_stride = H * C;
+  const int64_t pix_stride = a.value_strides.pixel;
   const auto* value = static_cast<const in_t*>(a.value);
   const auto* loc = static_cast<const in_t*>(a.loc);
   const auto* attn = static_cast<const in_t*>(a.attn);
@@ -198,7 +198,7 @@ void forward_impl(const MsdaForwardArgs& a, int64_t begin, int64_t end) {
   for (int64_t item = begin; item < end; ++item) {  // item = b * Nq + q
     const int64_t b = item / d.num_queries;
     for (int64_t h = 0; h < H; ++h) {
-      const in_t* vbase = value + (b * d.num_keys * H + h) * C;
+      const in_t* vbase = value + b * a.value_strides.batch + h * a.value_strides.head;
       const in_t* lp = loc + (item * H + h) * LP * 2;
       const in_t* ap = attn + (item * H + h) * LP;
       int64_t n = 0;
@@ -277,7 +277,7 @@ void backward_impl(const MsdaBackwardArgs& a, int64_t b, int64_t h, int64_t q_be
   constexpr int64_t N = sizeof(V) / sizeof(acc_t);
   const MsdaDims& d = a.d;
   const int64_t C = d.channels, H = d.num_heads, L = d.num_levels, P = d.num_points, LP = L * P;
-  const int64_t pix_stride = H * C;
+  const int64_t pix_stride = a.value_strides.pixel;
   const int64_t c_vec = C - C % N;
   const auto* value = static_cast<const in_t*>(a.value);
   const auto* loc = static_cast<const in_t*>(a.loc);
@@ -291,7 +291,7 @@ void backward_impl(const MsdaBackwardArgs& a, int64_t b, int64_t h, int64_t q_be
   const Scratch<acc_t> sink(4 * C);  // write target of out-of-bounds corners, one row per corner
   const Scratch<acc_t> g(C);
   const Scratch<PointGrad<in_t, acc_t>> pts(LP);
-  const in_t* vbase = value + (b * d.num_keys * H + h) * C;
+  const in_t* vbase = value + b * a.value_strides.batch + h * a.value_strides.head;
 
   // Rows of consecutive queries of one head are H rows apart: prefetch the
   // next query's inputs while this one is processed.
