@@ -4,9 +4,10 @@
 #include <torch/library.h>
 
 TORCH_LIBRARY(npu_ops, m) {
-  m.set_python_module("npu_ops");
-
   // Multi-scale deformable attention (Deformable DETR / mmcv semantics).
+  // set_python_module names the module holding the ops' fakes, so torch can
+  // say "import it" when the library is loaded without the Python package.
+  m.set_python_module("npu_ops.msda.ops");
   m.def(
       "msda(Tensor value, Tensor spatial_shapes, Tensor level_start_index, "
       "Tensor sampling_locations, Tensor attention_weights) -> Tensor");

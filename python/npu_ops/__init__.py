@@ -17,7 +17,11 @@ from . import _loader
 _loader.load()
 
 from . import chorus, msda  # noqa: E402  (after the library is loaded)
+from ._callable_package import CallablePackage  # noqa: E402
 from ._loader import cpu_capability, has_npu_backend  # noqa: E402
+
+# npu_ops.msda(...) is the op; npu_ops.msda.<name> reaches the subpackage.
+msda = CallablePackage(msda, msda.msda)  # type: ignore[assignment]
 
 __version__ = "0.1.0"
 __all__ = ["msda", "chorus", "has_npu_backend", "cpu_capability", "__version__"]

@@ -1,7 +1,8 @@
 """Multi-scale deformable attention.
 
-This subpackage is also callable: ``npu_ops.msda(value, spatial_shapes, level_start_index,
-sampling_locations, attention_weights, im2col_step=64)`` is :func:`npu_ops.msda.ops.msda`.
+``npu_ops.msda(value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
+im2col_step=64)`` calls :func:`msda`: in the parent package the name stands for both this
+subpackage and the op (see ``npu_ops._callable_package``).
 
 - :func:`msda`: the op (autograd, ``torch.compile`` and ``opcheck`` ready).
 - :class:`MultiScaleDeformableAttnFunction`: mmcv's ``autograd.Function`` interface.
@@ -10,9 +11,6 @@ sampling_locations, attention_weights, im2col_step=64)`` is :func:`npu_ops.msda.
 """
 
 from __future__ import annotations
-
-import sys
-import types
 
 from .function import MultiScaleDeformableAttnFunction
 from .module import MultiScaleDeformableAttention
@@ -25,13 +23,3 @@ __all__ = [
     "MultiScaleDeformableAttention",
     "multi_scale_deformable_attn_pytorch",
 ]
-
-
-class _CallableModule(types.ModuleType):
-    """Lets ``npu_ops.msda(...)`` call the op while ``npu_ops.msda`` stays a subpackage."""
-
-    def __call__(self, *args, **kwargs):
-        return msda(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

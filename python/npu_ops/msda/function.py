@@ -31,8 +31,9 @@ class MultiScaleDeformableAttnFunction(torch.autograd.Function):
     ) -> Tensor:
         from .ops import msda
 
-        out = msda(value, value_spatial_shapes, value_level_start_index, sampling_locations, attention_weights,
-                   im2col_step)
+        out = msda(
+            value, value_spatial_shapes, value_level_start_index, sampling_locations, attention_weights, im2col_step
+        )
         # Saved after the same dtype cast msda() applies, as mmcv does.
         ctx.save_for_backward(
             value,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -41,8 +41,8 @@ class MultiScaleDeformableAttention(nn.Module):
         im2col_step: int = 64,
         dropout: float = 0.1,
         batch_first: bool = False,
-        norm_cfg: Optional[dict] = None,
-        init_cfg: Optional[Any] = None,
+        norm_cfg: dict | None = None,
+        init_cfg: Any | None = None,
         value_proj_ratio: float = 1.0,
     ) -> None:
         super().__init__()
@@ -89,14 +89,14 @@ class MultiScaleDeformableAttention(nn.Module):
     def forward(
         self,
         query: Tensor,
-        key: Optional[Tensor] = None,
-        value: Optional[Tensor] = None,
-        identity: Optional[Tensor] = None,
-        query_pos: Optional[Tensor] = None,
-        key_padding_mask: Optional[Tensor] = None,
-        reference_points: Optional[Tensor] = None,
-        spatial_shapes: Optional[Tensor] = None,
-        level_start_index: Optional[Tensor] = None,
+        key: Tensor | None = None,
+        value: Tensor | None = None,
+        identity: Tensor | None = None,
+        query_pos: Tensor | None = None,
+        key_padding_mask: Tensor | None = None,
+        reference_points: Tensor | None = None,
+        spatial_shapes: Tensor | None = None,
+        level_start_index: Tensor | None = None,
         **kwargs: Any,
     ) -> Tensor:
         """mmcv's forward.

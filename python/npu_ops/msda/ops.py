@@ -112,13 +112,17 @@ def _check_shapes(value: Tensor, spatial_shapes: Tensor, sampling_locations: Ten
     expected = (bs, sampling_locations.shape[1], heads, spatial_shapes.shape[0], sampling_locations.shape[4], 2)
     torch._check(
         tuple(sampling_locations.shape) == expected,
-        lambda: f"npu_ops.msda: sampling_locations must have shape {_LOC} = {expected}, "
-        f"got {tuple(sampling_locations.shape)}",
+        lambda: (
+            f"npu_ops.msda: sampling_locations must have shape {_LOC} = {expected}, "
+            f"got {tuple(sampling_locations.shape)}"
+        ),
     )
     torch._check(
         tuple(attention_weights.shape) == expected[:5],
-        lambda: f"npu_ops.msda: attention_weights must have shape {_ATTN} = {expected[:5]}, "
-        f"got {tuple(attention_weights.shape)}",
+        lambda: (
+            f"npu_ops.msda: attention_weights must have shape {_ATTN} = {expected[:5]}, "
+            f"got {tuple(attention_weights.shape)}"
+        ),
     )
 
 
@@ -166,6 +170,4 @@ def _setup_backward_context(ctx, inputs, output):
 
 
 torch.library.register_autograd("npu_ops::msda", _backward, setup_context=_setup_context)
-torch.library.register_autograd(
-    "npu_ops::_msda_backward", _double_backward, setup_context=_setup_backward_context
-)
+torch.library.register_autograd("npu_ops::_msda_backward", _double_backward, setup_context=_setup_backward_context)
