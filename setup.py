@@ -107,19 +107,21 @@ def _write_build_info(torch_mod, with_npu: bool, reason: str, build_type: str) -
     (ROOT / "python" / "npu_ops" / "_build_info.py").write_text("\n".join(lines) + "\n")
 
 
-setup(
-    name="npu_ops",
-    version=VERSION,
-    description="Ascend NPU custom operators (MSDA, Chorus) with a fast exact CPU backend",
-    long_description=(ROOT / "README.md").read_text() if (ROOT / "README.md").exists() else "",
-    long_description_content_type="text/markdown",
-    python_requires=">=3.9",
-    package_dir={"": "python"},
-    packages=find_packages("python"),
-    package_data={"npu_ops": ["py.typed"]},
-    ext_modules=[CMakeExtension("npu_ops._C")],
-    cmdclass={"build_ext": CMakeBuild},
-    install_requires=["torch>=2.4", "numpy"],
-    extras_require={"test": ["pytest>=7", "ruff"]},
-    zip_safe=False,
-)
+# setuptools (pip, build) executes this file as __main__; tests import it for resolve_npu_build.
+if __name__ == "__main__":
+    setup(
+        name="npu_ops",
+        version=VERSION,
+        description="Ascend NPU custom operators (MSDA, Chorus) with a fast exact CPU backend",
+        long_description=(ROOT / "README.md").read_text() if (ROOT / "README.md").exists() else "",
+        long_description_content_type="text/markdown",
+        python_requires=">=3.9",
+        package_dir={"": "python"},
+        packages=find_packages("python"),
+        package_data={"npu_ops": ["py.typed"]},
+        ext_modules=[CMakeExtension("npu_ops._C")],
+        cmdclass={"build_ext": CMakeBuild},
+        install_requires=["torch>=2.4", "numpy"],
+        extras_require={"test": ["pytest>=7", "ruff"]},
+        zip_safe=False,
+    )
