@@ -92,38 +92,21 @@ def msda(
 
 def _check_shapes(value: Tensor, spatial_shapes: Tensor, sampling_locations: Tensor, attention_weights: Tensor):
     """Shape checks the fake kernels can do without reading data (the C++ op repeats them)."""
-    torch._check(
-        value.dim() == 4,
-        lambda: f"npu_ops.msda: value must be 4-D [bs, num_keys, num_heads, channels], got {tuple(value.shape)}",
+    layouts = (
+        ("value", value, 4, "[bs, num_keys, num_heads, channels]"),
+        ("spatial_shapes", spatial_shapes, 2, "[num_levels, 2]"),
+        ("sampling_locations", sampling_locations, 6, _LOC),
+        ("attention_weights", attention_weights, 5, _ATTN),
     )
-    torch._check(
-        sampling_locations.dim() == 6,
-        lambda: f"npu_ops.msda: sampling_locations must be 6-D {_LOC}, got {tuple(sampling_locations.shape)}",
-    )
-    torch._check(
-        attention_weights.dim() == 5,
-        lambda: f"npu_ops.msda: attention_weights must be 5-D {_ATTN}, got {tuple(attention_weights.shape)}",
-    )
-    torch._check(
-        spatial_shapes.dim() == 2,
-        lambda: f"npu_ops.msda: spatial_shapes must be 2-D [num_levels, 2], got {tuple(spatial_shapes.shape)}",
-    )
+    for name, t, ndim, layout in layouts:
+        msg = f"npu_ops.msda: {name} must be {ndim}-D {layout}, got {tuple(t.shape)}"
+        torch._check(t.dim() == ndim, lambda msg=msg: msg)
     bs, _, heads, _ = value.shape
     expected = (bs, sampling_locations.shape[1], heads, spatial_shapes.shape[0], sampling_locations.shape[4], 2)
-    torch._check(
-        tuple(sampling_locations.shape) == expected,
-        lambda: (
-            f"npu_ops.msda: sampling_locations must have shape {_LOC} = {expected}, "
-            f"got {tuple(sampling_locations.shape)}"
-        ),
-    )
-    torch._check(
-        tuple(attention_weights.shape) == expected[:5],
-        lambda: (
-            f"npu_ops.msda: attention_weights must have shape {_ATTN} = {expected[:5]}, "
-            f"got {tuple(attention_weights.shape)}"
-        ),
-    )
+    for name, t, _, layout in layouts[2:]:
+        want = expected[: t.dim()]
+        msg = f"npu_ops.msda: {name} must have shape {layout} = {want}, got {tuple(t.shape)}"
+        torch._check(tuple(t.shape) == want, lambda msg=msg: msg)
 
 
 @torch.library.register_fake("npu_ops::msda")
