@@ -120,3 +120,41 @@ def test_torch_compile_autograd_function(dynamo_reset):
     torch.testing.assert_close(co, eo, atol=1e-12, rtol=1e-12)
     for a, b in zip(cg, eg):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+
+
+FAKE_METADATA_ERRORS = {
+    # name: (corruption of [value, shapes, starts, loc, attn], argument named in the message)
+    "value_int": (lambda a: [a[0].long(), *a[1:]], "value"),
+    "loc_dtype": (lambda a: [*a[:3], a[3].double(), a[4]], "sampling_locations"),
+    "shapes_float": (lambda a: [a[0], a[1].float(), *a[2:]], "spatial_shapes"),
+    "starts_2d": (lambda a: [*a[:2], a[2][None], *a[3:]], "level_start_index"),
+    "starts_length": (lambda a: [*a[:2], a[2][:-1], *a[3:]], "level_start_index"),
+    "shapes_3_cols": (lambda a: [a[0], torch.cat([a[1], a[1][:, :1]], 1), *a[2:]], "spatial_shapes"),
+}
+
+
+@pytest.mark.parametrize("case", list(FAKE_METADATA_ERRORS))
+def test_fake_rejects_what_eager_rejects_without_data(case):
+    """Errors decidable from metadata alone (ndim, sizes, dtypes) must come from the fake kernel too,
+    or meta-device shape inference and torch.compile tracing accept inputs the real op rejects."""
+    corrupt, name = FAKE_METADATA_ERRORS[case]
+    inp = make_msda_inputs(2, 5, 3, 4, LEVELS_4, 2, dtype=torch.float32, seed=5)
+    with pytest.raises((RuntimeError, ValueError, TypeError), match=name):
+        torch.ops.npu_ops.msda.default(*corrupt(list(inp.args())))  # eager rejects
+    with FakeTensorMode() as mode:
+        args = corrupt([mode.from_tensor(t) for t in inp.args()])
+        with pytest.raises((RuntimeError, ValueError, TypeError), match=name):
+            torch.ops.npu_ops.msda.default(*args)
+
+
+@pytest.mark.parametrize("case", ["shape", "dtype"])
+def test_fake_backward_checks_grad_output(case):
+    inp = make_msda_inputs(2, 5, 3, 4, LEVELS_4, 2, dtype=torch.float32, seed=6)
+    grad_out = make_grad_output(inp)
+    bad = grad_out[:, :-1] if case == "shape" else grad_out.double()
+    with pytest.raises(RuntimeError, match="grad_output"):
+        torch.ops.npu_ops._msda_backward.default(bad, *inp.args())  # eager rejects
+    with FakeTensorMode() as mode:
+        args = [mode.from_tensor(t) for t in inp.args()]
+        with pytest.raises((RuntimeError, ValueError), match="grad_output"):
+            torch.ops.npu_ops._msda_backward.default(mode.from_tensor(bad), *args)
