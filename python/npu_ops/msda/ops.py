@@ -90,35 +90,70 @@ def msda(
     )
 
 
-def _check_shapes(value: Tensor, spatial_shapes: Tensor, sampling_locations: Tensor, attention_weights: Tensor):
-    """Shape checks the fake kernels can do without reading data (the C++ op repeats them)."""
+_FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+_INDEX_DTYPES = (torch.int32, torch.int64)
+
+
+def _fail_unless(cond, msg: str) -> None:
+    torch._check(cond, lambda: f"npu_ops.msda: {msg}")
+
+
+def _check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights) -> None:
+    """The checks the fake kernels can make from shapes, dtypes and devices alone.
+
+    They mirror ``msda_check_shapes`` in ``csrc/common/msda_checks.cpp`` (which the real kernels
+    run), so fake tensors, meta tensors and ``torch.compile`` reject what eager rejects.
+    """
     layouts = (
         ("value", value, 4, "[bs, num_keys, num_heads, channels]"),
         ("spatial_shapes", spatial_shapes, 2, "[num_levels, 2]"),
+        ("level_start_index", level_start_index, 1, "[num_levels]"),
         ("sampling_locations", sampling_locations, 6, _LOC),
         ("attention_weights", attention_weights, 5, _ATTN),
     )
     for name, t, ndim, layout in layouts:
-        msg = f"npu_ops.msda: {name} must be {ndim}-D {layout}, got {tuple(t.shape)}"
-        torch._check(t.dim() == ndim, lambda msg=msg: msg)
+        _fail_unless(t.dim() == ndim, f"{name} must be {ndim}-D {layout}, got {tuple(t.shape)}")
+    _fail_unless(value.dtype in _FLOAT_DTYPES, f"value must have dtype {_FLOAT_DTYPES}, got {value.dtype}")
+    for name, t in (("sampling_locations", sampling_locations), ("attention_weights", attention_weights)):
+        _fail_unless(t.dtype == value.dtype, f"{name} must have value's dtype {value.dtype}, got {t.dtype}")
+        _fail_unless(t.device == value.device, f"{name} is on {t.device} but value is on {value.device}")
+    for name, t in (("spatial_shapes", spatial_shapes), ("level_start_index", level_start_index)):
+        _fail_unless(t.dtype in _INDEX_DTYPES, f"{name} must have dtype int32 or int64, got {t.dtype}")
+        _fail_unless(
+            t.device in (value.device, torch.device("cpu")),
+            f"{name} is on {t.device} but value is on {value.device} (expected {value.device} or cpu)",
+        )
     bs, _, heads, _ = value.shape
-    expected = (bs, sampling_locations.shape[1], heads, spatial_shapes.shape[0], sampling_locations.shape[4], 2)
-    for name, t, _, layout in layouts[2:]:
-        want = expected[: t.dim()]
-        msg = f"npu_ops.msda: {name} must have shape {layout} = {want}, got {tuple(t.shape)}"
-        torch._check(tuple(t.shape) == want, lambda msg=msg: msg)
+    levels = spatial_shapes.shape[0]
+    expected = (bs, sampling_locations.shape[1], heads, levels, sampling_locations.shape[4], 2)
+    wanted = (
+        ("spatial_shapes", spatial_shapes, (levels, 2), "[num_levels, 2]"),
+        ("level_start_index", level_start_index, (levels,), "[num_levels]"),
+        ("sampling_locations", sampling_locations, expected, _LOC),
+        ("attention_weights", attention_weights, expected[:5], _ATTN),
+    )
+    for name, t, want, layout in wanted:
+        _fail_unless(tuple(t.shape) == want, f"{name} must have shape {layout} = {want}, got {tuple(t.shape)}")
 
 
 @torch.library.register_fake("npu_ops::msda")
 def _msda_fake(value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
-    _check_shapes(value, spatial_shapes, sampling_locations, attention_weights)
+    _check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
     bs, _, heads, channels = value.shape
     return value.new_empty((bs, sampling_locations.shape[1], heads * channels))
 
 
 @torch.library.register_fake("npu_ops::_msda_backward")
 def _msda_backward_fake(grad_output, value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
-    _check_shapes(value, spatial_shapes, sampling_locations, attention_weights)
+    _check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+    bs, _, heads, channels = value.shape
+    want = (bs, sampling_locations.shape[1], heads * channels)
+    _fail_unless(
+        tuple(grad_output.shape) == want,
+        f"grad_output must have shape [bs, num_queries, num_heads*channels] = {want}, got {tuple(grad_output.shape)}",
+    )
+    _fail_unless(grad_output.dtype == value.dtype, f"grad_output must have value's dtype {value.dtype}")
+    _fail_unless(grad_output.device == value.device, f"grad_output is on {grad_output.device}, value on {value.device}")
     return torch.empty_like(value), torch.empty_like(sampling_locations), torch.empty_like(attention_weights)
 
 
