@@ -206,6 +206,12 @@ def _fwd_bwd(fn, value, loc, attn, grad_out):
     return out.detach(), grads
 
 
+def _fwd_bwd_in(fn, inp: MsdaInputs, grad_out: torch.Tensor | None, dtype: torch.dtype):
+    """``_fwd_bwd`` on the inputs (and grad_out) cast to ``dtype``."""
+    cast = [t.to(dtype) for t in (inp.value, inp.sampling_locations, inp.attention_weights)]
+    return _fwd_bwd(fn, *cast, None if grad_out is None else grad_out.to(dtype))
+
+
 def reference_fwd_bwd(inp: MsdaInputs, grad_out: torch.Tensor | None = None, dtype: torch.dtype = torch.float64):
     """grid_sample reference (``multi_scale_deformable_attn_pytorch``), by default in float64.
 
@@ -216,13 +222,7 @@ def reference_fwd_bwd(inp: MsdaInputs, grad_out: torch.Tensor | None = None, dty
     def fn(v, loc, attn):
         return multi_scale_deformable_attn_pytorch(v, shapes, loc, attn)
 
-    return _fwd_bwd(
-        fn,
-        inp.value.to(dtype),
-        inp.sampling_locations.to(dtype),
-        inp.attention_weights.to(dtype),
-        None if grad_out is None else grad_out.to(dtype),
-    )
+    return _fwd_bwd_in(fn, inp, grad_out, dtype)
 
 
 def exact_msda(value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
@@ -273,13 +273,7 @@ def exact_fwd_bwd(inp: MsdaInputs, grad_out: torch.Tensor | None = None, dtype: 
     def fn(v, loc, attn):
         return exact_msda(v, shapes, starts, loc, attn)
 
-    return _fwd_bwd(
-        fn,
-        inp.value.to(dtype),
-        inp.sampling_locations.to(dtype),
-        inp.attention_weights.to(dtype),
-        None if grad_out is None else grad_out.to(dtype),
-    )
+    return _fwd_bwd_in(fn, inp, grad_out, dtype)
 
 
 def kernel_fwd_bwd(inp: MsdaInputs, grad_out: torch.Tensor | None = None, fn=None, **kwargs):
