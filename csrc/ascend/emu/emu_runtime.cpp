@@ -166,6 +166,16 @@ void BlockCtx::BarrierAll() {
   for (int p = 0; p < kNumPipes; ++p) clock[p] = j;
 }
 
+namespace {
+const char* HardEventName(int e) {  // in AscendC::HardEvent order
+  static const char* n[] = {"MTE2_MTE1", "MTE1_MTE2", "MTE1_M", "M_MTE1", "MTE2_V",    "V_MTE2",    "MTE3_V",
+                            "V_MTE3",    "M_V",       "V_M",    "V_V",    "MTE3_MTE1", "MTE1_MTE3", "MTE1_V",
+                            "MTE2_M",    "M_MTE2",    "V_MTE1", "M_FIX",  "FIX_M",     "MTE3_MTE2", "MTE2_MTE3",
+                            "S_V",       "V_S",       "S_MTE2", "MTE2_S", "S_MTE3",    "MTE3_S"};
+  return e >= 0 && e < int(sizeof(n) / sizeof(n[0])) ? n[e] : "?";
+}
+}  // namespace
+
 void BlockCtx::EndChecks() {
   for (const auto& q : queues) {
     int held = 0;
@@ -177,8 +187,8 @@ void BlockCtx::EndChecks() {
   }
   for (const auto& [key, f] : flags) {
     if (f.set)
-      Fail("kernel end", "SetFlag(event " + std::to_string(key.first) + ", id " + std::to_string(key.second) +
-                             ") has no matching WaitFlag");
+      Fail("kernel end", std::string("SetFlag<HardEvent::") + HardEventName(key.first) + ">(" +
+                             std::to_string(key.second) + ") has no matching WaitFlag");
   }
   if (atomic_type >= 0)
     Fail("kernel end", std::string("atomic add mode (") + atomic_api + "<" + TypeName(atomic_type) +
