@@ -87,10 +87,12 @@ void GmRegion::EnsureShadow() {
 }
 
 BlockCtx::BlockCtx(int idx, int num, const Options& o, Stats* st)
-    : block_idx(idx), block_num(num), opt(o), stats(st), ub(kUbTotalBytes, kPoisonByte) {
-  w_seq.assign(kUbTotalBytes, 0);
-  w_pipe.assign(kUbTotalBytes, -1);
-  r_seq.assign(kUbTotalBytes, std::array<uint32_t, kNumPipes>{});
+    : block_idx(idx), block_num(num), opt(o), stats(st), ub(kUbTotalBytes, kPoisonByte) {}
+
+void BlockCtx::GrowShadow(uint32_t bytes) {  // hazard bookkeeping covers only the planned UB
+  w_seq.resize(bytes, 0);
+  w_pipe.resize(bytes, -1);
+  r_seq.resize(bytes, std::array<uint32_t, kNumPipes>{});
 }
 
 void BlockCtx::Fail(const char* api, const std::string& msg) const {
@@ -109,7 +111,9 @@ uint32_t BlockCtx::Issue(int pipe, const char* api) {
 }
 
 void BlockCtx::Read(int pipe, uint32_t s, const char* api, uint32_t off, uint32_t len) {
-  if (uint64_t(off) + len > ub.size()) Fail(api, "reads past the end of UB at byte " + std::to_string(off));
+  if (uint64_t(off) + len > w_seq.size())
+    Fail(api, "reads UB bytes [" + std::to_string(off) + ", " + std::to_string(uint64_t(off) + len) +
+                  ") outside the buffers planned with InitBuffer");
   for (uint32_t b = off; b < off + len; ++b) {
     int wp = w_pipe[b];
     if (wp >= 0 && wp != pipe && clock[pipe][wp] < w_seq[b]) {
@@ -125,7 +129,9 @@ void BlockCtx::Read(int pipe, uint32_t s, const char* api, uint32_t off, uint32_
 }
 
 void BlockCtx::Write(int pipe, uint32_t s, const char* api, uint32_t off, uint32_t len) {
-  if (uint64_t(off) + len > ub.size()) Fail(api, "writes past the end of UB at byte " + std::to_string(off));
+  if (uint64_t(off) + len > w_seq.size())
+    Fail(api, "writes UB bytes [" + std::to_string(off) + ", " + std::to_string(uint64_t(off) + len) +
+                  ") outside the buffers planned with InitBuffer");
   for (uint32_t b = off; b < off + len; ++b) {
     int wp = w_pipe[b];
     if (wp >= 0 && wp != pipe && clock[pipe][wp] < w_seq[b]) {

@@ -125,11 +125,11 @@ class BlockCtx {
   void Read(int pipe, uint32_t s, const char* api, uint32_t off, uint32_t len);
   void Write(int pipe, uint32_t s, const char* api, uint32_t off, uint32_t len);
   void Poison(uint32_t off, uint32_t len);
+  void GrowShadow(uint32_t bytes);
   std::array<uint32_t, kNumPipes> Snapshot(int pipe) const;
   void Merge(int pipe, const std::array<uint32_t, kNumPipes>& c);
   void BarrierAll();
   void EndChecks();
-  uint32_t shadow_hi = 0;  // shadow arrays are valid (reset) below this offset
 };
 
 BlockCtx& Ctx();  // the running block; fails when called outside a kernel launch

@@ -402,6 +402,7 @@ class TPipe {
                       " bytes (192 KB - 256 B - 8 KB reserved)");
     base_ = c.ub_used;
     c.ub_used = static_cast<uint32_t>(end);
+    c.GrowShadow(c.ub_used);
     return aligned;
   }
   uint32_t base_ = 0;
