@@ -63,6 +63,9 @@ class CMakeBuild(build_ext):
 
         with_npu, reason = resolve_npu_build()
         out_file = Path(self.get_ext_fullpath(ext.name)).resolve()
+        # _C_npu sits next to _C with the same suffix; a stale one must not outlive a build that skips it.
+        npu_out_file = out_file.with_name("_C_npu" + out_file.name[len("_C") :])
+        npu_out_file.unlink(missing_ok=True)
         build_type = os.environ.get("CMAKE_BUILD_TYPE", "Release")
         build_dir = ROOT / "build" / f"cmake-{build_type.lower()}"
         build_dir.mkdir(parents=True, exist_ok=True)
@@ -76,13 +79,41 @@ class CMakeBuild(build_ext):
             f"-DPython_EXECUTABLE={sys.executable}",
             "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON",
         ]
+        if with_npu:
+            required = os.environ.get("NPU_OPS_WITH_NPU", "auto").strip().lower() == "1"
+            cfg += [
+                f"-DNPU_OPS_NPU_OUTPUT_FILE={npu_out_file}",
+                f"-DNPU_OPS_NPU_REQUIRED={'ON' if required else 'OFF'}",
+            ]
         if _has_ninja():
             cfg += ["-G", "Ninja"]
         jobs = os.environ.get("MAX_JOBS", str(os.cpu_count() or 1))
         print(f"npu_ops: CPU library: on; NPU library: {'on' if with_npu else 'skipped'} ({reason})")
         subprocess.check_call(cfg, cwd=build_dir)
         subprocess.check_call(["cmake", "--build", ".", "--parallel", jobs], cwd=build_dir)
+        if with_npu and not npu_out_file.exists():
+            with_npu, reason = False, "CMake skipped the AscendC kernels (its reason is in the build log)"
+            print(f"npu_ops: NPU library: skipped ({reason})")
         _write_build_info(torch, with_npu, reason, build_type)
+        self._npu_out_file = npu_out_file
+        # _ascend_sim (the AscendC kernels under the emulator) is built next to _C by CMake.
+        self._sim_out_file = out_file.with_name("_ascend_sim" + out_file.name[len("_C") :])
+
+    def copy_extensions_to_source(self) -> None:
+        """--inplace / editable builds: setuptools copies _C only; bring _ascend_sim and _C_npu along
+        (or drop a stale _C_npu)."""
+        super().copy_extensions_to_source()
+        for attr in ("_sim_out_file", "_npu_out_file"):
+            built = getattr(self, attr, None)
+            if built is None:
+                continue
+            target = Path(self.get_ext_fullpath("npu_ops._C")).resolve().with_name(built.name)
+            if built.resolve() == target:
+                continue
+            if built.exists():
+                self.copy_file(str(built), str(target), level=self.verbose)
+            else:
+                target.unlink(missing_ok=True)
 
 
 def _has_ninja() -> bool:
