@@ -20,3 +20,29 @@ TORCH_LIBRARY(npu_ops, m) {
   // Name of the instruction-set variant the CPU kernels run (diagnostics, tests).
   m.def("_cpu_capability() -> str");
 }
+
+// Chorus (inter-request caching for video DiT serving). Fragments, so each
+// can name the module holding its fakes and autograd.
+TORCH_LIBRARY_FRAGMENT(npu_ops, m) {
+  m.set_python_module("npu_ops.chorus.masked_blend");
+  // out = cached + mask * (fresh - cached); mask broadcasts to fresh.
+  m.def("masked_blend(Tensor fresh, Tensor cached, Tensor mask) -> Tensor");
+  // Returns (grad_fresh, grad_cached, grad_mask); outputs not asked for by
+  // output_mask are empty tensors.
+  m.def(
+      "_masked_blend_backward(Tensor grad_output, Tensor fresh, Tensor cached, Tensor mask, "
+      "bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_FRAGMENT(npu_ops, m) {
+  m.set_python_module("npu_ops.chorus.amplified_softmax");
+  // softmax(scale * scores + log(alpha)) over the last dim (renormalize), or
+  // softmax(scale * scores) * alpha; alpha broadcasts to scores.
+  m.def("amplified_softmax(Tensor scores, Tensor alpha, *, float scale=1.0, bool renormalize=True) -> Tensor");
+  // Returns (grad_scores, grad_alpha); recomputes the forward from scores when
+  // given, else uses the output (renormalize, scores gradient only). Outputs
+  // not asked for by output_mask are empty tensors.
+  m.def(
+      "_amplified_softmax_backward(Tensor grad_output, Tensor? output, Tensor? scores, Tensor alpha, float scale, "
+      "bool renormalize, bool[2] output_mask) -> (Tensor, Tensor)");
+}

@@ -8,6 +8,7 @@ Example::
 
     import npu_ops
     out = npu_ops.msda(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+    latents = npu_ops.masked_blend(fresh, cached, mask)  # Chorus ops: see npu_ops.chorus
 """
 
 from __future__ import annotations
@@ -19,9 +20,18 @@ _loader.load()
 from . import chorus, msda  # noqa: E402  (after the library is loaded)
 from ._callable_package import CallablePackage  # noqa: E402
 from ._loader import cpu_capability, has_npu_backend  # noqa: E402
+from .chorus import amplified_softmax, masked_blend  # noqa: E402
 
 # npu_ops.msda(...) is the op; npu_ops.msda.<name> reaches the subpackage.
 msda = CallablePackage(msda, msda.msda)  # type: ignore[assignment]
 
 __version__ = "0.1.0"
-__all__ = ["msda", "chorus", "has_npu_backend", "cpu_capability", "__version__"]
+__all__ = [
+    "msda",
+    "masked_blend",
+    "amplified_softmax",
+    "chorus",
+    "has_npu_backend",
+    "cpu_capability",
+    "__version__",
+]

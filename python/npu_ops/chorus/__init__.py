@@ -1,7 +1,22 @@
 """Chorus: inter-request caching for video diffusion-transformer serving.
 
-The kernels (masked latent blending, token-guided attention amplification) and
-the serving side land in later issues; this subpackage is their home.
+- :func:`masked_blend`: blend fresh latents / tokens into cached ones inside a region mask
+  (Stage 2), ``out = cached + mask * (fresh - cached)``.
+- :func:`amplified_softmax`: softmax with per-key amplification (token-guided attention
+  amplification), renormalised (``softmax(scale * s + log(alpha))``) or not
+  (``softmax(scale * s) * alpha``).
+- :func:`amplified_attention`: attention built on the same maths.
+- :func:`token_attention_mass`: per query, the attention mass on a set of key tokens (the map
+  Stage-2 region masks are built from).
+
+``masked_blend`` and ``amplified_softmax`` are dispatcher ops (``torch.ops.npu_ops.*``) with fakes
+and autograd, so they work under ``torch.compile`` and ``torch.library.opcheck``.
 """
 
-__all__: list[str] = []
+from __future__ import annotations
+
+from .amplified_softmax import amplified_softmax
+from .attention import amplified_attention, token_attention_mass
+from .masked_blend import masked_blend
+
+__all__ = ["masked_blend", "amplified_softmax", "amplified_attention", "token_attention_mass"]
