@@ -39,3 +39,8 @@ def rule_driver(driver_dir) -> Path:
 @pytest.fixture(scope="session")
 def vector_add_driver(driver_dir) -> Path:
     return build_driver(driver_dir, DRIVERS / "vector_add_driver.cpp")
+
+
+@pytest.fixture(scope="session")
+def api_semantics_driver(driver_dir) -> Path:
+    return build_driver(driver_dir, DRIVERS / "api_semantics.cpp")

@@ -349,8 +349,6 @@ void Gather(const LocalTensor<T>& dst, const LocalTensor<T>& src, const LocalTen
   npu_ops_emu::CheckVec(api, "src", src, 0);
   npu_ops_emu::CheckVec(api, "srcOffset", srcOffset, count);
   auto& c = npu_ops_emu::Ctx();
-  if (dst.off_ < src.off_ + src.size_ * sizeof(T) && src.off_ < dst.off_ + count * sizeof(T))
-    c.Fail(api, "dst and src overlap; Gather needs distinct buffers");
   if (srcBaseOffset % sizeof(T))
     c.Fail(api, "srcBaseOffset " + npu_ops_emu::Str(srcBaseOffset) +
                     " is not a multiple of sizeof(T) = " + npu_ops_emu::Str(sizeof(T)));
@@ -367,6 +365,10 @@ void Gather(const LocalTensor<T>& dst, const LocalTensor<T>& src, const LocalTen
     if (o + sizeof(T) > src_bytes)
       c.Fail(api, "srcOffset[" + npu_ops_emu::Str(i) + "] gives byte " + npu_ops_emu::Str(o) + ", outside the " +
                       npu_ops_emu::Str(src_bytes) + "-byte src");
+    uint64_t at = src.off_ + o;
+    if (at < dst.off_ + uint64_t(count) * sizeof(T) && dst.off_ < at + sizeof(T))
+      c.Fail(api, "srcOffset[" + npu_ops_emu::Str(i) + "] reads UB byte " + npu_ops_emu::Str(at) +
+                      " inside dst; Gather's source and destination must not overlap");
     c.Read(npu_ops_emu::kV, s, api, static_cast<uint32_t>(src.off_ + o), sizeof(T));
     out[i] = npu_ops_emu::LoadUb<T>(static_cast<uint32_t>(src.off_ + o));
   }
