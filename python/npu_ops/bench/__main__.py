@@ -1,7 +1,17 @@
-"""``python -m npu_ops.bench``: the MSDA benchmark (see :mod:`npu_ops.bench.cli`)."""
+"""``python -m npu_ops.bench``: the MSDA benchmark (see :mod:`npu_ops.bench.cli`); ``--op chorus``: the
+Chorus benchmark (see :mod:`npu_ops.bench.chorus`)."""
 
 from __future__ import annotations
 
+import argparse
+
 from .cli import main
 
-raise SystemExit(main())
+_pre = argparse.ArgumentParser(prog="python -m npu_ops.bench", add_help=False, allow_abbrev=False)
+_pre.add_argument("--op", choices=("msda", "chorus"), default="msda")
+_op, _rest = _pre.parse_known_args()
+if _op.op == "chorus":
+    from .chorus import main as chorus_main
+
+    raise SystemExit(chorus_main(_rest))
+raise SystemExit(main(_rest))
