@@ -1,7 +1,6 @@
-// The Chorus CPU kernels, compiled for generic x86-64, AVX2 and AVX-512 in
-// this one file (GCC target attributes on every kernel function; see
-// chorus_kernel_impl.h), and the run-time choice between them, which follows
-// the msda kernels' (npu_ops.cpu_capability(), NPU_OPS_CPU_CAPABILITY).
+// The run-time choice between the Chorus CPU kernels compiled for generic x86-64, AVX2 and
+// AVX-512 (chorus_kernel_<isa>.cpp), which follows the msda kernels' (npu_ops.cpu_capability(),
+// NPU_OPS_CPU_CAPABILITY).
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -10,33 +9,18 @@
 #include "cpu_ref/chorus_kernel.h"
 #include "cpu_ref/cpu_capability.h"
 
-// 64-byte vectors in the generic build change the (internal) calling convention; nothing
-// here is visible outside this file.
-#pragma GCC diagnostic ignored "-Wpsabi"
-
-#define NPU_OPS_CHORUS_ISA chorus_generic
-#define NPU_OPS_CHORUS_NAME "generic"
-#define NPU_OPS_CHORUS_TARGET
-#include "cpu_ref/chorus_kernel_impl.h"
-#undef NPU_OPS_CHORUS_ISA
-#undef NPU_OPS_CHORUS_NAME
-#undef NPU_OPS_CHORUS_TARGET
-
-#define NPU_OPS_CHORUS_ISA chorus_avx2
-#define NPU_OPS_CHORUS_NAME "avx2"
-#define NPU_OPS_CHORUS_TARGET __attribute__((target("avx2,fma,f16c")))
-#include "cpu_ref/chorus_kernel_impl.h"
-#undef NPU_OPS_CHORUS_ISA
-#undef NPU_OPS_CHORUS_NAME
-#undef NPU_OPS_CHORUS_TARGET
-
-#define NPU_OPS_CHORUS_ISA chorus_avx512
-#define NPU_OPS_CHORUS_NAME "avx512"
-#define NPU_OPS_CHORUS_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
-#include "cpu_ref/chorus_kernel_impl.h"
-#undef NPU_OPS_CHORUS_ISA
-#undef NPU_OPS_CHORUS_NAME
-#undef NPU_OPS_CHORUS_TARGET
+namespace npu_ops::cpu {
+// Defined in chorus_kernel_{default,avx2,avx512}.cpp, each compiled with its ISA's flags.
+namespace chorus_generic {
+const ChorusKernels& chorus_kernels_table();
+}
+namespace chorus_avx2 {
+const ChorusKernels& chorus_kernels_table();
+}
+namespace chorus_avx512 {
+const ChorusKernels& chorus_kernels_table();
+}
+}  // namespace npu_ops::cpu
 
 namespace npu_ops::cpu {
 

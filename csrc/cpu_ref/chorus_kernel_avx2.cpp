@@ -1,0 +1,13 @@
+// Chorus CPU kernels for the avx2 instruction set (flags in CMakeLists.txt): a translation unit of
+// its own, like the msda kernels, so the whole TU (and every helper GCC inlines) targets one ISA.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "cpu_ref/chorus_kernel.h"
+
+#define NPU_OPS_CHORUS_ISA chorus_avx2
+#define NPU_OPS_CHORUS_NAME "avx2"
+#define NPU_OPS_CHORUS_TARGET
+#include "cpu_ref/chorus_kernel_impl.h"
