@@ -19,6 +19,7 @@
 #include <tuple>
 
 #include "common/chorus_checks.h"
+#include "cpu_ref/chorus_dtype.h"
 #include "cpu_ref/chorus_kernel.h"
 
 namespace npu_ops {
@@ -27,16 +28,6 @@ namespace {
 using cpu::ChorusDtype;
 
 constexpr int64_t kGrain = 16384;  // elements per task
-
-ChorusDtype chorus_dtype(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return ChorusDtype::kFloat;
-    case at::kDouble: return ChorusDtype::kDouble;
-    case at::kHalf: return ChorusDtype::kHalf;
-    case at::kBFloat16: return ChorusDtype::kBFloat16;
-    default: TORCH_CHECK(false, "npu_ops.amplified_softmax: unsupported dtype ", t);
-  }
-}
 
 int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
@@ -59,8 +50,8 @@ at::Tensor amplified_softmax_cpu(const at::Tensor& scores, const at::Tensor& alp
   const cpu::SoftmaxArgs args{l.rows,
                               l.len,
                               l.groups,
-                              chorus_dtype(scores.scalar_type()),
-                              chorus_dtype(alpha.scalar_type()),
+                              chorus_dtype(scores.scalar_type(), "amplified_softmax", false),
+                              chorus_dtype(alpha.scalar_type(), "amplified_softmax", false),
                               scale,
                               renormalize,
                               s.data_ptr(),
@@ -135,8 +126,8 @@ std::tuple<at::Tensor, at::Tensor> amplified_softmax_backward_cpu(const at::Tens
   const cpu::SoftmaxBackwardArgs args{l.rows,
                                       l.len,
                                       l.groups,
-                                      chorus_dtype(ref.scalar_type()),
-                                      chorus_dtype(alpha.scalar_type()),
+                                      chorus_dtype(ref.scalar_type(), "amplified_softmax", false),
+                                      chorus_dtype(alpha.scalar_type(), "amplified_softmax", false),
                                       scale,
                                       renormalize,
                                       g.data_ptr(),

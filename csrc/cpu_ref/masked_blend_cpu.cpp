@@ -18,6 +18,7 @@
 #include <tuple>
 
 #include "common/chorus_checks.h"
+#include "cpu_ref/chorus_dtype.h"
 #include "cpu_ref/chorus_kernel.h"
 
 namespace npu_ops {
@@ -26,18 +27,6 @@ namespace {
 using cpu::ChorusDtype;
 
 constexpr int64_t kGrain = 32768;  // elements per task
-
-ChorusDtype chorus_dtype(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return ChorusDtype::kFloat;
-    case at::kDouble: return ChorusDtype::kDouble;
-    case at::kHalf: return ChorusDtype::kHalf;
-    case at::kBFloat16: return ChorusDtype::kBFloat16;
-    case at::kBool:
-    case at::kByte: return ChorusDtype::kByte;
-    default: TORCH_CHECK(false, "npu_ops.masked_blend: unsupported dtype ", t);
-  }
-}
 
 int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
@@ -52,8 +41,8 @@ at::Tensor masked_blend_cpu(const at::Tensor& fresh, const at::Tensor& cached, c
   const cpu::BlendArgs args{l.outer,
                             l.mid,
                             l.inner,
-                            chorus_dtype(fresh.scalar_type()),
-                            chorus_dtype(mask.scalar_type()),
+                            chorus_dtype(fresh.scalar_type(), "masked_blend", true),
+                            chorus_dtype(mask.scalar_type(), "masked_blend", true),
                             f.data_ptr(),
                             c.data_ptr(),
                             m.data_ptr(),
@@ -109,8 +98,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> masked_blend_backward_cpu(const a
   const cpu::BlendBackwardArgs args{l.outer,
                                     l.mid,
                                     l.inner,
-                                    chorus_dtype(fresh.scalar_type()),
-                                    chorus_dtype(mask.scalar_type()),
+                                    chorus_dtype(fresh.scalar_type(), "masked_blend", true),
+                                    chorus_dtype(mask.scalar_type(), "masked_blend", true),
                                     g.data_ptr(),
                                     need_mask ? f.data_ptr() : nullptr,
                                     need_mask ? c.data_ptr() : nullptr,
