@@ -117,7 +117,6 @@ class BlockCtx {
   uint32_t buffers = 0;
   int atomic_type = -1;  // -1 none, else a TypeTag
   const char* atomic_api = nullptr;
-  int sync_all_count = 0;
 
   [[noreturn]] void Fail(const char* api, const std::string& msg) const;
   // Record one operation on `pipe` reading and writing UB byte ranges; checks hazards.

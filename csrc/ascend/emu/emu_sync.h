@@ -91,7 +91,6 @@ void SyncAll() {
   auto& c = npu_ops_emu::Ctx();
   c.BarrierAll();
   c.stats->sync_ops++;
-  c.sync_all_count++;
   npu_ops_emu::SyncAllBlocks();
 }
 
