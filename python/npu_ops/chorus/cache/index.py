@@ -1,8 +1,9 @@
 """``NumpyIndex``: exact brute-force cosine search, grouped by compatibility class.
 
-Exact and deterministic: vectors are unit float32 embeddings re-normalised in float64 and scored
-in float64; among equal scores the smallest entry id wins, so every worker that holds the same
-entries returns the same match whatever order it learnt them in. Brute force costs about 9 ms per
+Exact and deterministic: vectors are re-normalised and scored in float64, and scores are rounded
+to 1e-9 (``_DECIMALS``) so that vectors equal up to rounding tie whatever their row position in
+the matrix; among equal scores the smallest entry id wins. Every worker that holds the same entries
+thus returns the same match whatever order it learnt them in. Brute force costs about 9 ms per
 query at 100k 384-d entries (docs/chorus_cache.md), negligible next to a video request.
 """
 
@@ -13,6 +14,8 @@ from collections.abc import Iterator
 import numpy as np
 
 __all__ = ["NumpyIndex"]
+
+_DECIMALS = 9
 
 
 class _Group:
@@ -103,7 +106,7 @@ class NumpyIndex:
             raise ValueError(f"query embedding must have dim {self.dim} (the index's), got {q.size}")
         q = q / np.linalg.norm(q)
         n = len(g.ids)
-        sims = np.clip(g.mat[:n] @ q, -1.0, 1.0)
+        sims = np.round(np.clip(g.mat[:n] @ q, -1.0, 1.0), _DECIMALS)
         keep = np.nonzero(sims >= min_similarity)[0]
         if keep.size == 0:
             return []

@@ -30,10 +30,11 @@ def normalize_embedding(embedding: object, *, name: str = "embedding", dim: int 
     arr64 = arr.astype(np.float64)
     if not np.all(np.isfinite(arr64)):
         raise ValueError(f"{name} must be finite, got {int((~np.isfinite(arr64)).sum())} non-finite values")
-    norm = float(np.linalg.norm(arr64))
-    if not norm > 0.0 or not math.isfinite(norm):
-        raise ValueError(f"{name} must have a non-zero finite L2 norm, got {norm}")
-    return (arr64 / norm).astype(np.float32)
+    peak = float(np.max(np.abs(arr64)))
+    if peak == 0.0:
+        raise ValueError(f"{name} must have a non-zero L2 norm, got an all-zero vector")
+    scaled = arr64 / peak  # scale first: huge or subnormal vectors must not overflow / underflow the norm
+    return (scaled / np.linalg.norm(scaled)).astype(np.float32)
 
 
 def check_finite_nonneg(name: str, value: object) -> float:
