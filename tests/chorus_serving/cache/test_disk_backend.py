@@ -140,3 +140,16 @@ def test_two_processes_share_a_directory_within_budget(tmp_path):
     assert max(worst) <= budget
     cache = RequestCache(DiskBackend(tmp_path), budget_bytes=budget)
     assert 0 < cache.nbytes() <= budget and len(cache) == 4
+
+
+def test_unusable_directory_is_a_warned_miss(tmp_path):
+    import shutil
+
+    cache = RequestCache(DiskBackend(tmp_path), budget_bytes=BIG)
+    assert cache.insert(make_entry("x", unit(1)))
+    shutil.rmtree(tmp_path / "entries")
+    (tmp_path / "entries").write_text("not a directory any more")  # like a vanished mount
+    with pytest.warns(ChorusCacheWarning, match="cache directory"):
+        assert cache.lookup(make_key(), unit(1)) is None
+    with pytest.warns(ChorusCacheWarning, match="cache directory"):
+        assert not cache.insert(make_entry("y", unit(2)))

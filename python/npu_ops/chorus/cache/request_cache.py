@@ -136,7 +136,6 @@ class RequestCache:
             warn_cache(f"RequestCache: lookup is a miss: {e}")
             return None
         group = self._group(key)
-        q64 = q.astype(np.float64)
         for _ in range(_MAX_CANDIDATES):
             with self._lock:
                 best = self._index.search(group, q, min_similarity=float(min_similarity), k=1)
@@ -163,8 +162,7 @@ class RequestCache:
                 warn_cache(f"RequestCache: entry {eid!r} changed class; skipped")
                 self._drop(eid)
                 continue
-            e64 = entry.embedding.astype(np.float64)
-            sim = float(np.clip(e64 @ q64 / (np.linalg.norm(e64) * np.linalg.norm(q64)), -1.0, 1.0))
+            # The index's score (rounded to 1e-9, see index.py), so similarity >= min_similarity holds.
             return CacheMatch(entry=entry, similarity=sim)
         return None
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import uuid
@@ -26,12 +27,25 @@ from pathlib import Path
 from typing import Any
 
 from ..entry import CacheEntry
-from ..errors import CorruptEntryError
+from ..errors import BackendUnavailableError, CorruptEntryError
 from ..eviction import choose_victims
 from ..serialization import EntryRecord, entry_from_blob, entry_meta, entry_to_blob, meta_from_json, record_from_meta
 from .base import CacheBackend, Changes, InsertResult, warn_cache
 
 __all__ = ["DiskBackend"]
+
+
+def _io_errors_are_unavailability(method):
+    """A full disk, a permission problem or a vanished mount is an outage (a miss), not a crash."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as e:
+            raise BackendUnavailableError(f"cache directory {str(self.root)!r}: {type(e).__name__}: {e}") from e
+
+    return wrapper
 
 
 class DiskBackend(CacheBackend):
@@ -140,6 +154,7 @@ class DiskBackend(CacheBackend):
         return metas
 
     # -- CacheBackend -------------------------------------------------------------------------
+    @_io_errors_are_unavailability
     def insert(self, entry: CacheEntry, *, budget: int, policy: str) -> InsertResult:
         blob = entry_to_blob(entry)
         meta = entry_meta(entry, blob)
@@ -160,6 +175,7 @@ class DiskBackend(CacheBackend):
             self._bump_version()
         return InsertResult(True, victims)
 
+    @_io_errors_are_unavailability
     def get(self, entry_id: str) -> CacheEntry | None:
         meta = self._read_meta(entry_id)
         if meta is None:
@@ -173,6 +189,7 @@ class DiskBackend(CacheBackend):
             return None
         return entry_from_blob(meta, blob)
 
+    @_io_errors_are_unavailability
     def delete(self, entry_id: str) -> bool:
         with self._locked():
             existed = self._unlink(entry_id)
@@ -180,10 +197,12 @@ class DiskBackend(CacheBackend):
                 self._bump_version()
             return existed
 
+    @_io_errors_are_unavailability
     def records(self) -> list[EntryRecord]:
         with self._locked():
             return [record_from_meta(m) for m in self._scan_locked().values()]
 
+    @_io_errors_are_unavailability
     def changes(self, cursor: Any, known: Collection[str]) -> Changes:
         version = self._version()
         if cursor is not None and cursor == version:
@@ -201,6 +220,7 @@ class DiskBackend(CacheBackend):
                 self.delete(eid)
         return Changes(version, False, upserts, sorted(known - present))
 
+    @_io_errors_are_unavailability
     def update_stats(self, entry_id: str, *, hits: int, compute_saved: float, last_used: float) -> bool:
         with self._locked():
             try:
@@ -216,9 +236,11 @@ class DiskBackend(CacheBackend):
             self._write_atomic(self._meta_path(entry_id), json.dumps(meta).encode())
             return True
 
+    @_io_errors_are_unavailability
     def total_bytes(self) -> int:
         with self._locked():
             return sum(int(m["nbytes"]) for m in self._scan_locked().values())
 
+    @_io_errors_are_unavailability
     def count(self) -> int:
         return len(self._ids())

@@ -249,20 +249,23 @@ class RedisBackend(CacheBackend):
 
         return self._call(scan)
 
-    def _epoch(self) -> str:
-        k = self._k("epoch")
-        self.client.set(k, uuid.uuid4().hex, nx=True)
-        return _s(self.client.get(k))
-
     def changes(self, cursor: Any, known: Collection[str]) -> Changes:
         return self._call(lambda: self._changes(cursor))
 
     def _changes(self, cursor: Any) -> Changes:
-        epoch = self._epoch()
+        # One round trip: (create and) read the epoch, the version and the log after the cursor.
+        k_epoch = self._k("epoch")
+        last_id = cursor[2] if cursor is not None else "0-0"
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(k_epoch, uuid.uuid4().hex, nx=True)
+        pipe.get(k_epoch)
+        pipe.get(self._k("ver"))
+        pipe.xrange(self._k("log"), min=f"({last_id}", max="+", count=self.log_size)
+        _, epoch, cur_ver, events = pipe.execute()
+        epoch = _s(epoch)
         if cursor is not None and cursor[0] == epoch:
             _, ver, last_id = cursor
-            events = self.client.xrange(self._k("log"), min=f"({last_id}", max="+", count=self.log_size)
-            cur_ver = int(self.client.get(self._k("ver")) or 0)
+            cur_ver = int(cur_ver or 0)
             vers = [int(_s(f[b"ver"])) for _, f in events]
             contiguous = vers == list(range(ver + 1, ver + 1 + len(vers)))
             if contiguous and (events or cur_ver == ver):
