@@ -110,6 +110,9 @@ class NumpyIndex:
         keep = np.nonzero(sims >= min_similarity)[0]
         if keep.size == 0:
             return []
+        if keep.size > k:  # only the top k scores (and whatever ties the k-th) need the id tie-break
+            kth = np.partition(sims[keep], keep.size - k)[keep.size - k]
+            keep = keep[sims[keep] >= kth]
         # lexsort: last key is primary -> sort by -similarity, then by id.
         ids = np.array([g.ids[i] for i in keep])
         order = np.lexsort((ids, -sims[keep]))[:k]
