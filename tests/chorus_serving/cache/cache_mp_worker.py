@@ -11,7 +11,7 @@ def serve(url: str, namespace: str, worker: int, budget: int, phase_events, out)
     from npu_ops.chorus.cache import RedisBackend, RequestCache
 
     warnings.simplefilter("error")  # any cache warning (outage, corruption) fails the worker
-    inserted, ready = phase_events
+    inserted, looked, ready = phase_events
     cache = RequestCache(RedisBackend(url, namespace=namespace, socket_timeout=5.0), budget_bytes=budget)
     result = {"worker": worker}
     if worker == 1:
@@ -25,7 +25,8 @@ def serve(url: str, namespace: str, worker: int, budget: int, phase_events, out)
         result["found"] = None if m is None else m.entry.entry_id
         if m is not None:
             assert_untorn(m.entry)
-    ready.wait(30)
+        looked.set()
+    assert ready.wait(60), "phase 2 never started"
     worst, hits = 0, 0
     for i in range(25):
         cache.insert(make_entry(f"w{worker} request {i}", unit(10_000 * worker + i)))

@@ -62,7 +62,7 @@ def test_two_processes_share_one_redis(redis_server):
     RedisBackend(redis_server.url, namespace=ns).clear()
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    events = (ctx.Event(), ctx.Event())
+    events = (ctx.Event(), ctx.Event(), ctx.Event())  # inserted, looked up, phase 2
     procs = [
         ctx.Process(target=cache_mp_worker.serve, args=(redis_server.url, ns, w, budget, events, out)) for w in (1, 2)
     ]
@@ -71,11 +71,8 @@ def test_two_processes_share_one_redis(redis_server):
     # Phase 2 starts when both are up and phase 1 is done; sample the shared byte counter meanwhile.
     r = redis.Redis.from_url(redis_server.url)
     results = []
-    events[0].wait(60)
-    import time
-
-    time.sleep(0.5)  # let worker 2 look up before the inserts start evicting
-    events[1].set()
+    assert events[1].wait(90), "worker 2 never looked up"  # before any phase-2 insert can evict
+    events[2].set()
     worst_seen = 0
     while len(results) < 2:
         worst_seen = max(worst_seen, int(r.get(f"{ns}:bytes") or 0))

@@ -255,7 +255,11 @@ class RequestCache:
         return self._last_nbytes
 
     def entries(self) -> list[CacheEntry]:
-        """Metadata view of every stored entry (``latents`` empty); [] if unreachable."""
+        """Metadata view of every stored entry; [] if unreachable.
+
+        The views have empty ``latents`` (so their ``nbytes()`` counts no latents; ``nbytes()`` of
+        the cache is the charged total) and their own copy of the statistics.
+        """
         try:
             return [r.to_entry() for r in self.backend.records()]
         except BackendUnavailableError as e:
