@@ -196,3 +196,8 @@ def test_fuzz_configuration_and_embeddings():
             cache.lookup(make_key(), emb, min_similarity=sim)
         except (TypeError, ValueError) as e:
             assert "embedding" in str(e) or "min_similarity" in str(e), e
+
+
+def test_key_accepts_numpy_integers_and_tensor_sigmas():
+    k = make_key(height=np.int64(32), num_frames=np.int32(5), sigmas=torch.tensor([1.0, 0.75, 0.5, 0.25, 0.0]))
+    assert type(k.height) is int and k.class_digest() == make_key().class_digest()
