@@ -126,6 +126,8 @@ def test_dim_fixed_by_first_entry():
         (lambda e: e.latents.update({"0": torch.zeros(2)}), TypeError, "keys must be ints"),
         (lambda e: e.latents.update({1: np.zeros(2)}), TypeError, r"entry.latents\[1\] must be a torch.Tensor"),
         (lambda e: setattr(e, "latents", [torch.zeros(1)]), TypeError, "entry.latents must be a dict"),
+        (lambda e: e.latents.update({1: torch.zeros(2, dtype=torch.complex64)}), TypeError, "floating-point tensor"),
+        (lambda e: e.latents.update({1: torch.zeros(2, dtype=torch.int32)}), TypeError, "floating-point tensor"),
         (lambda e: setattr(e, "entry_id", "../../etc/passwd"), ValueError, "entry.entry_id must hold only"),
         (lambda e: setattr(e.stats, "compute_saved", float("nan")), ValueError, "compute_saved must be finite"),
     ],

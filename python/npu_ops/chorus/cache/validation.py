@@ -82,6 +82,8 @@ def check_entry(entry: object, *, dim: int | None) -> None:
             raise TypeError(f"entry.latents[{k}] must be a torch.Tensor, got {type(t).__name__}")
         if t.device.type != "cpu":
             raise ValueError(f"entry.latents[{k}] must be a CPU tensor, got device {t.device}")
+        if not t.dtype.is_floating_point:
+            raise TypeError(f"entry.latents[{k}] must be a floating-point tensor, got {t.dtype}")
         if t.is_sparse or t.layout != torch.strided:
             raise ValueError(f"entry.latents[{k}] must be a dense tensor, got layout {t.layout}")
     normalize_embedding(entry.embedding, name="entry.embedding", dim=dim)
