@@ -130,6 +130,8 @@ def test_dim_fixed_by_first_entry():
         (lambda e: e.latents.update({1: torch.zeros(2, dtype=torch.int32)}), TypeError, "floating-point tensor"),
         (lambda e: setattr(e, "entry_id", "../../etc/passwd"), ValueError, "entry.entry_id must hold only"),
         (lambda e: setattr(e.stats, "compute_saved", float("nan")), ValueError, "compute_saved must be finite"),
+        (lambda e: setattr(e.stats, "hits", -1), ValueError, "entry.stats.hits must be an int >= 0, got -1"),
+        (lambda e: setattr(e.stats, "full_nfe", -4.0), ValueError, "entry.stats.full_nfe must be finite and >= 0"),
     ],
 )
 def test_bad_entries(mutate, exc, match):

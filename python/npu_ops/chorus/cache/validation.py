@@ -64,6 +64,11 @@ def check_entry(entry: object, *, dim: int | None) -> None:
         raise TypeError(f"entry.seed must be an int or None, got {type(entry.seed).__name__}")
     if not isinstance(entry.stats, EntryStats):
         raise TypeError(f"entry.stats must be an EntryStats, got {type(entry.stats).__name__}")
+    hits = entry.stats.hits
+    if isinstance(hits, bool) or not isinstance(hits, (int, np.integer)) or hits < 0:
+        raise ValueError(f"entry.stats.hits must be an int >= 0, got {hits!r}")
+    for name in ("created", "last_used", "compute_saved", "full_nfe"):
+        check_finite_nonneg(f"entry.stats.{name}", getattr(entry.stats, name))
     if not isinstance(entry.entry_id, str):
         raise TypeError(f"entry.entry_id must be a str, got {type(entry.entry_id).__name__}")
     if entry.entry_id and not (entry.entry_id.isascii() and entry.entry_id.replace("-", "").isalnum()):
