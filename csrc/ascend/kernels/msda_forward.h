@@ -191,8 +191,8 @@ class MsdaForwardNaive {
     FromF32(o, acc, p.heads * p.cPad);
     outQue_.EnQue(o);
     o = outQue_.template DeQue<T>();
-    AscendC::DataCopyExtParams opar{static_cast<uint16_t>(p.heads), static_cast<uint32_t>(p.channels * sizeof(T)), 0,
-                                    0, 0};
+    AscendC::DataCopyExtParams opar{static_cast<uint16_t>(p.heads), static_cast<uint32_t>(p.channels * sizeof(T)), 0, 0,
+                                    0};
     AscendC::DataCopyPad(outGm_[r * p.heads * p.channels], o, opar);
     outQue_.FreeTensor(o);
   }

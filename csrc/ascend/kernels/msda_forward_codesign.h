@@ -18,11 +18,11 @@ class MsdaForwardCodesign {
   static constexpr bool kF32 = SameType<T, float>::value;
   // fp32 planes of tileN elements.
   enum Plane : uint32_t {
-    kXs = 0,  // x (then the fractional part lx)
-    kYs,      // y (then ly)
-    kAt,      // attention weight (0 for dropped points)
-    kTabW,    // W of the point's level
-    kTabH,    // H of the point's level
+    kXs = 0,    // x (then the fractional part lx)
+    kYs,        // y (then ly)
+    kAt,        // attention weight (0 for dropped points)
+    kTabW,      // W of the point's level
+    kTabH,      // H of the point's level
     kTabDeint,  // int: byte offset of the point's x in the loc tile
     kTabAttn,   // int: byte offset of the point's weight in the attn tile
     kOnes,
@@ -322,8 +322,7 @@ class MsdaForwardCodesign {
       // Byte offsets in the resident region; invalid corners read the zero row at 0.
       const float rowB = static_cast<float>(p.cPad * sizeof(T));
       LocalTensor<float> base = P(offsPlane_);
-      LocalTensor<float> o0 = P(offsPlane_ + 1), o1 = P(offsPlane_ + 2), o2 = P(offsPlane_ + 3),
-                         o3 = P(offsPlane_ + 4);
+      LocalTensor<float> o0 = P(offsPlane_ + 1), o1 = P(offsPlane_ + 2), o2 = P(offsPlane_ + 3), o3 = P(offsPlane_ + 4);
       AscendC::Muls(o0, pix, rowB, n);
       AscendC::Add(o0, o0, base, n);
       AscendC::Adds(o1, o0, rowB, n);
@@ -427,8 +426,7 @@ class MsdaForwardCodesign {
   GlobalTensor<T> valueGm_, locGm_, attnGm_, outGm_;
   AscendC::TQue<AscendC::TPosition::VECIN, 1> locQue_, attnQue_, valQue_;
   AscendC::TQue<AscendC::TPosition::VECOUT, 1> outQue_;
-  AscendC::TBuf<AscendC::TPosition::VECCALC> gathT_, planes_, masks_, bcast_, wb_, ramp_, goffs_, vf_, acc_,
-      resident_;
+  AscendC::TBuf<AscendC::TPosition::VECCALC> gathT_, planes_, masks_, bcast_, wb_, ramp_, goffs_, vf_, acc_, resident_;
 };
 
 }  // namespace npu_ops_kernels

@@ -16,7 +16,7 @@
 
 using KernelMsdaFwd = void (*)(uint8_t*, uint8_t*, uint8_t*, uint8_t*, uint8_t*);
 
-#define NPU_OPS_DECLARE_MSDA_FWD(SUFFIX)                                                           \
+#define NPU_OPS_DECLARE_MSDA_FWD(SUFFIX)                                                       \
   extern "C" void npu_ops_msda_fwd_##SUFFIX(uint8_t*, uint8_t*, uint8_t*, uint8_t*, uint8_t*); \
   extern "C" void npu_ops_msda_fwd_naive_##SUFFIX(uint8_t*, uint8_t*, uint8_t*, uint8_t*, uint8_t*);
 NPU_OPS_DECLARE_MSDA_FWD(fp32)
@@ -105,8 +105,8 @@ at::Tensor msda_forward_sim(const at::Tensor& value, const at::Tensor& spatial_s
   s.points = prob.num_points;
   if (prob.num_points == 0) return out.zero_();  // no point contributes
   for (const auto& lv : prob.levels)
-    s.levels.push_back({static_cast<uint64_t>(lv.height), static_cast<uint64_t>(lv.width),
-                        static_cast<uint64_t>(lv.start)});
+    s.levels.push_back(
+        {static_cast<uint64_t>(lv.height), static_cast<uint64_t>(lv.width), static_cast<uint64_t>(lv.start)});
   const asc::MsdaForwardTiling t =
       tiling_or_throw(s, design, dtype, static_cast<uint32_t>(block_num), asc::kChorusUbBytes);
   at::Tensor v = value.contiguous(), loc = sampling_locations.contiguous(), attn = attention_weights.contiguous();
@@ -147,9 +147,9 @@ std::vector<int64_t> msda_forward_tiling_sim(int64_t batch, int64_t num_queries,
   const asc::MsdaForwardTiling t =
       tiling_or_throw(s, parse_design(design_name), parse_dtype(dtype_name),
                       static_cast<uint32_t>(std::min<int64_t>(block_num, 65535)), static_cast<uint32_t>(ub_bytes));
-  std::vector<int64_t> r = {t.tileQ,         t.pointGroup,  t.tileN,     t.chunkElems,   t.cPad,
-                            t.locRowBytes,   t.attnRowBytes, t.residentBytes, t.numResident, t.hasDmaLevels,
-                            t.bufferNum,     t.ubBytes,     t.blockNum};
+  std::vector<int64_t> r = {t.tileQ,       t.pointGroup,   t.tileN,         t.chunkElems,  t.cPad,
+                            t.locRowBytes, t.attnRowBytes, t.residentBytes, t.numResident, t.hasDmaLevels,
+                            t.bufferNum,   t.ubBytes,      t.blockNum};
   for (uint32_t l = 0; l < t.levels; ++l)
     r.push_back(t.levelUbOffset[l] == asc::kMsdaNotResident ? -1 : static_cast<int64_t>(t.levelUbOffset[l]));
   return r;

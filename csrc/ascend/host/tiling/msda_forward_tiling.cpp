@@ -16,7 +16,8 @@ namespace ascend {
 namespace {
 
 constexpr uint64_t kB = kChorusBlockBytes;
-constexpr uint32_t kMaxTileQ = 256;  // rows per codesign tile: larger tiles gain little
+constexpr uint32_t kMaxTileQ = 256;     // rows per codesign tile: larger tiles gain little
+constexpr uint64_t kResidentWorth = 4;  // see the resident-level choice below
 
 uint64_t ceil_div(uint64_t a, uint64_t b) {
   return (a + b - 1) / b;
@@ -53,14 +54,14 @@ uint64_t msda_forward_ub_bytes(const MsdaForwardTiling& t) {
   if (t.design == kMsdaNaive) {
     const uint64_t m = uint64_t(t.heads) * t.levels * t.points;  // points of one row
     uint64_t total = 0;
-    total += bufs * align_up(2 * m * sz, kB);         // locQue: the row's (x, y) pairs
-    total += bufs * align_up(m * sz, kB);             // attnQue
-    total += align_up(2 * m, 8) * 4;                  // locF (fp32)
-    total += align_up(m, 8) * 4;                      // attnF (fp32)
-    total += bufs * cp * sz;                          // cornerQue: one corner row
-    if (!f32) total += cp * 4;                        // cornerF
-    total += uint64_t(t.heads) * cp * 4;              // acc: the row, fp32
-    total += bufs * uint64_t(t.heads) * cp * sz;      // outQue
+    total += bufs * align_up(2 * m * sz, kB);     // locQue: the row's (x, y) pairs
+    total += bufs * align_up(m * sz, kB);         // attnQue
+    total += align_up(2 * m, 8) * 4;              // locF (fp32)
+    total += align_up(m, 8) * 4;                  // attnF (fp32)
+    total += bufs * cp * sz;                      // cornerQue: one corner row
+    if (!f32) total += cp * 4;                    // cornerF
+    total += uint64_t(t.heads) * cp * 4;          // acc: the row, fp32
+    total += bufs * uint64_t(t.heads) * cp * sz;  // outQue
     return total;
   }
   const uint64_t q = t.tileQ, tn = t.tileN, ce = t.chunkElems;
@@ -75,15 +76,15 @@ uint64_t msda_forward_ub_bytes(const MsdaForwardTiling& t) {
   // + (resident) tabBase and 4 offsets, + (DMA levels) pix and code.
   const uint64_t planes = 3 + 2 + 2 + 1 + 10 + 4 + (res ? 5 : 0) + (dma ? 2 : 0);
   total += planes * tn * 4;
-  total += 5 * align_up(tn / 8, kB);                   // compare masks: scratch + 4 corners
+  total += 5 * align_up(tn / 8, kB);                      // compare masks: scratch + 4 corners
   total += ce * 4 * (2 + (res ? 2 : 0) + (f32 ? 0 : 1));  // bcastTab wb (+ chanRamp goffs) (+ vf)
-  total += q * cp * 4;                                 // acc
-  total += t.residentBytes;                            // resident levels of one head
+  total += q * cp * 4;                                    // acc
+  total += t.residentBytes;                               // resident levels of one head
   return total;
 }
 
-bool compute_msda_forward_tiling(const MsdaForwardShape& s, MsdaDesign design, ChorusDtype dtype,
-                                 uint32_t block_num, uint32_t ub_bytes, MsdaForwardTiling* out, std::string* reason) {
+bool compute_msda_forward_tiling(const MsdaForwardShape& s, MsdaDesign design, ChorusDtype dtype, uint32_t block_num,
+                                 uint32_t ub_bytes, MsdaForwardTiling* out, std::string* reason) {
   const char* op = "msda_forward (AscendC)";
   if (dtype != kChorusFloat32 && dtype != kChorusFloat16 && dtype != kChorusBFloat16)
     return fail(reason, std::string(op) + ": unsupported dtype");
@@ -146,8 +147,9 @@ bool compute_msda_forward_tiling(const MsdaForwardShape& s, MsdaDesign design, C
     t.pointGroup = 1;
     t.ubBytes = static_cast<uint32_t>(std::min<uint64_t>(msda_forward_ub_bytes(t), UINT32_MAX));
     if (msda_forward_ub_bytes(t) > ub_bytes) {
-      os << op << " (naive design): one row (heads*levels*points = " << s.heads * lp << " points, heads*channels = "
-         << s.heads * s.channels << ") needs " << msda_forward_ub_bytes(t) << " bytes of UB; the budget is " << ub_bytes;
+      os << op << " (naive design): one row (heads*levels*points = " << s.heads * lp
+         << " points, heads*channels = " << s.heads * s.channels << ") needs " << msda_forward_ub_bytes(t)
+         << " bytes of UB; the budget is " << ub_bytes;
       return fail(reason, os.str());
     }
     *out = t;
@@ -186,7 +188,12 @@ bool compute_msda_forward_tiling(const MsdaForwardShape& s, MsdaDesign design, C
     return fail(reason, os.str());
   }
   // Resident levels: smallest first while the UB holds them (one head's [h*w, C] slice each,
-  // plus the shared zero row).
+  // plus the shared zero row), and only where loading the slice (once per block, batch and head)
+  // moves at most kResidentWorth times the corner rows the block's points of that head would
+  // fetch by DMA (4 per point): a level much larger than the block's share of points is cheaper
+  // to gather by DMA.
+  const uint64_t rows_per_batch = std::min<uint64_t>(rows_per_block, s.num_queries);
+  const uint64_t worth_pixels = kResidentWorth * 4 * uint64_t(t.points) * rows_per_batch;
   std::vector<uint32_t> order(t.levels);
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
@@ -194,6 +201,7 @@ bool compute_msda_forward_tiling(const MsdaForwardShape& s, MsdaDesign design, C
   });
   const uint64_t row_bytes = uint64_t(t.cPad) * sz;
   for (uint32_t l : order) {
+    if (uint64_t(t.levelH[l]) * t.levelW[l] > worth_pixels) break;
     MsdaForwardTiling trial = t;
     const uint64_t base = trial.residentBytes == 0 ? row_bytes : trial.residentBytes;  // zero row first
     const uint64_t bytes = base + uint64_t(t.levelH[l]) * t.levelW[l] * row_bytes;

@@ -31,9 +31,9 @@
 namespace npu_ops {
 namespace ascend {
 
-constexpr uint32_t kMsdaMaxLevels = 64;                 // levels a tiling can describe
-constexpr uint32_t kMsdaNotResident = 0xFFFFFFFFu;      // levelUbOffset: level fetched by DMA
-constexpr uint64_t kMsdaMaxLevelPixels = 1ull << 24;    // h*w per level: exact in fp32 pixel maths
+constexpr uint32_t kMsdaMaxLevels = 64;               // levels a tiling can describe
+constexpr uint32_t kMsdaNotResident = 0xFFFFFFFFu;    // levelUbOffset: level fetched by DMA
+constexpr uint64_t kMsdaMaxLevelPixels = 1ull << 24;  // h*w per level: exact in fp32 pixel maths
 
 enum MsdaDesign : uint32_t {
   kMsdaCodesign = 0,
@@ -41,30 +41,30 @@ enum MsdaDesign : uint32_t {
 };
 
 struct MsdaForwardTiling {
-  uint64_t batch;       // B
-  uint64_t numKeys;     // S = sum of h_l * w_l (value's key axis)
-  uint64_t numQueries;  // Nq
-  uint64_t totalRows;   // B * Nq
+  uint64_t batch;                       // B
+  uint64_t numKeys;                     // S = sum of h_l * w_l (value's key axis)
+  uint64_t numQueries;                  // Nq
+  uint64_t totalRows;                   // B * Nq
   uint64_t levelStart[kMsdaMaxLevels];  // first key of each level (level_start_index)
-  uint32_t heads;       // H
-  uint32_t channels;    // C
-  uint32_t levels;      // L (<= kMsdaMaxLevels)
-  uint32_t points;      // P
-  uint32_t dtype;       // ChorusDtype of value / locations / weights / output
-  uint32_t design;      // MsdaDesign the tiling was computed for (launch the matching entry)
-  uint32_t blockNum;    // blocks the tiling was computed for (launch exactly this many)
-  uint32_t cPad;        // C rounded up to 32 bytes of the dtype: UB row stride of a corner, elements
-  uint32_t tileQ;       // codesign: rows per tile (<= 4095); naive: 1
-  uint32_t pointGroup;  // codesign: points per corner chunk (1..P)
-  uint32_t tileN;       // codesign: tileQ * L * P rounded up to 64 (vector length of the point maths)
-  uint32_t chunkElems;  // codesign: pointGroup * 4 * tileQ * cPad (elements of a corner chunk)
-  uint32_t locRowBytes;   // UB bytes of one row's (x, y) pairs of one head: 2*L*P*sizeof(T) rounded to 32
-  uint32_t attnRowBytes;  // UB bytes of one row's weights of one head: L*P*sizeof(T) rounded to 32
-  uint32_t residentBytes;  // codesign: UB bytes of the resident region (0: no resident level)
-  uint32_t numResident;    // codesign: levels gathered from UB
-  uint32_t hasDmaLevels;   // codesign: 1 if some level is fetched by DMA
-  uint32_t bufferNum;      // depth-1 TQue buffers per queue (2 = double buffering)
-  uint32_t ubBytes;        // UB bytes the kernel allocates (sum of its InitBuffer sizes, 32 B rounded)
+  uint32_t heads;                       // H
+  uint32_t channels;                    // C
+  uint32_t levels;                      // L (<= kMsdaMaxLevels)
+  uint32_t points;                      // P
+  uint32_t dtype;                       // ChorusDtype of value / locations / weights / output
+  uint32_t design;                      // MsdaDesign the tiling was computed for (launch the matching entry)
+  uint32_t blockNum;                    // blocks the tiling was computed for (launch exactly this many)
+  uint32_t cPad;                        // C rounded up to 32 bytes of the dtype: UB row stride of a corner, elements
+  uint32_t tileQ;                       // codesign: rows per tile (<= 4095); naive: 1
+  uint32_t pointGroup;                  // codesign: points per corner chunk (1..P)
+  uint32_t tileN;                       // codesign: tileQ * L * P rounded up to 64 (vector length of the point maths)
+  uint32_t chunkElems;                  // codesign: pointGroup * 4 * tileQ * cPad (elements of a corner chunk)
+  uint32_t locRowBytes;                 // UB bytes of one row's (x, y) pairs of one head: 2*L*P*sizeof(T) rounded to 32
+  uint32_t attnRowBytes;                // UB bytes of one row's weights of one head: L*P*sizeof(T) rounded to 32
+  uint32_t residentBytes;               // codesign: UB bytes of the resident region (0: no resident level)
+  uint32_t numResident;                 // codesign: levels gathered from UB
+  uint32_t hasDmaLevels;                // codesign: 1 if some level is fetched by DMA
+  uint32_t bufferNum;                   // depth-1 TQue buffers per queue (2 = double buffering)
+  uint32_t ubBytes;                     // UB bytes the kernel allocates (sum of its InitBuffer sizes, 32 B rounded)
   uint32_t reserved;
   uint32_t levelH[kMsdaMaxLevels];
   uint32_t levelW[kMsdaMaxLevels];
