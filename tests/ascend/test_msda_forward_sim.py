@@ -152,10 +152,10 @@ def test_large_levels_take_the_dma_path(design):
     levels = [(40, 50), (20, 25), (6, 4)]
     for dtype in (torch.float32, torch.bfloat16):
         inp = make_msda_inputs(2, 9, 2, 37, levels, 4, dtype=dtype, seed=10)
-        if design == "codesign":
-            t = _tiling(inp, design, block_num=4)
+        if design == "codesign":  # 3 blocks of 6 rows: block 1 straddles the batch boundary at row 9
+            t = _tiling(inp, design, block_num=3)
             assert t["has_dma_levels"] == 1 and t["num_resident"] >= 1 and t["level_ub_offset"][0] == -1
-        _check(inp, design, block_num=4, seed=2)
+        _check(inp, design, block_num=3, seed=2)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,13 @@
 //    (blockCount 2, GM stride H*C). A chunk is weighted with one Mul and folded over its
 //    4 * points slabs with log2 Adds into the tile's fp32 accumulator. Chunks go through a
 //    two-buffer queue, so the DMA (or gather) of the next chunk overlaps the current one's maths.
+//
+// Value layout: both kernels read mmcv's value [B, S, H, C] as it is. A pixel-last or head-major
+// copy ([B, H, S, C]) would cost a full extra read and write of value in GM on every call (plus
+// a workspace), while what it buys is already available in the native layout: a corner's C
+// channels are contiguous, the (x0, x1) pair of a row is one DMA with two blocks H*C apart, and
+// a level's per-head slice arrives in UB as [h*w, cPad] rows with one strided DataCopyPad
+// (blockCount = pixels, GM gap (H-1)*C), so the UB gather sees a pixel-major slice anyway.
 #pragma once
 
 #include "../host/tiling/msda_forward_tiling_data.h"

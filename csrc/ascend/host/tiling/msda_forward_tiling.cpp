@@ -40,6 +40,36 @@ void set_tile(MsdaForwardTiling* t, uint32_t tileQ, uint32_t pg) {
   t->chunkElems = static_cast<uint32_t>(uint64_t(pg) * 4 * tileQ * t->cPad);
 }
 
+// Resident levels: smallest first while the UB holds them (one head's [h*w, C] slice each, plus
+// the shared zero row), and only where loading the slice (once per block, batch and head) moves
+// at most kResidentWorth times the corner rows the block's points of that head would fetch by DMA
+// (4 per point): a level much larger than the block's share of points is cheaper to gather by DMA.
+void choose_resident(MsdaForwardTiling* t, const MsdaForwardShape& s, uint64_t rows_per_block, uint32_t ub_bytes) {
+  const uint64_t sz = t->dtype == kChorusFloat32 ? 4 : 2;
+  const uint64_t rows_per_batch = std::min<uint64_t>(rows_per_block, s.num_queries);
+  const uint64_t worth_pixels = kResidentWorth * 4 * uint64_t(t->points) * rows_per_batch;
+  std::vector<uint32_t> order(t->levels);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+    return uint64_t(t->levelH[a]) * t->levelW[a] < uint64_t(t->levelH[b]) * t->levelW[b];
+  });
+  const uint64_t row_bytes = uint64_t(t->cPad) * sz;
+  for (uint32_t l : order) {
+    if (uint64_t(t->levelH[l]) * t->levelW[l] > worth_pixels) break;
+    MsdaForwardTiling trial = *t;
+    const uint64_t base = trial.residentBytes == 0 ? row_bytes : trial.residentBytes;  // zero row first
+    const uint64_t bytes = base + uint64_t(t->levelH[l]) * t->levelW[l] * row_bytes;
+    if (bytes > UINT32_MAX) break;
+    trial.residentBytes = static_cast<uint32_t>(bytes);
+    trial.numResident = t->numResident + 1;
+    trial.levelUbOffset[l] = static_cast<uint32_t>(base);
+    trial.hasDmaLevels = trial.numResident < t->levels ? 1 : 0;
+    if (msda_forward_ub_bytes(trial) > ub_bytes) break;
+    *t = trial;
+  }
+  t->hasDmaLevels = t->numResident < t->levels ? 1 : 0;
+}
+
 }  // namespace
 
 const char* msda_design_name(MsdaDesign design) {
@@ -155,29 +185,43 @@ bool compute_msda_forward_tiling(const MsdaForwardShape& s, MsdaDesign design, C
     *out = t;
     return true;
   }
-  // Codesign: the largest tile (all P points per chunk first, then fewer) whose compute buffers
-  // leave about half the UB for resident levels; failing that, the whole UB.
+  // Codesign. For a few splits of the UB between compute buffers and resident levels: the
+  // largest tile (all P points per chunk first, then fewer) within the compute share, then the
+  // resident levels that fit the rest. The split with the most resident levels wins (every level
+  // carries the same number of points, and a resident level needs no DMA per point), then the
+  // one with the largest tile.
   t.hasDmaLevels = 1;
   const uint64_t rows_per_block = std::max<uint64_t>(1, ceil_div(rows, t.blockNum));
   const uint32_t q_hi = static_cast<uint32_t>(std::min<uint64_t>({rows_per_block, kMaxTileQ, kChorusMaxBlockCount}));
   bool found = false;
-  for (uint64_t budget : {uint64_t(ub_bytes) * 11 / 20, uint64_t(ub_bytes)}) {
-    for (uint32_t pg = t.points; pg >= 1 && !found; pg = pg > 1 ? std::min(pg - 1, (pg + 1) / 2) : 0) {
-      set_tile(&t, 1, pg);
-      if (msda_forward_ub_bytes(t) > budget) continue;
+  MsdaForwardTiling best = t;
+  for (uint32_t pct : {55u, 40u, 25u, 15u, 100u}) {
+    if (pct == 100 && found) break;  // the whole UB for compute only when no split fits
+    const uint64_t budget = uint64_t(ub_bytes) * pct / 100;
+    MsdaForwardTiling c = t;
+    bool tile_ok = false;
+    for (uint32_t pg = c.points; pg >= 1 && !tile_ok; pg = pg > 1 ? std::min(pg - 1, (pg + 1) / 2) : 0) {
+      set_tile(&c, 1, pg);
+      if (msda_forward_ub_bytes(c) > budget) continue;
       uint32_t lo = 1, hi = q_hi;
       while (lo < hi) {
         const uint32_t m = (lo + hi + 1) / 2;
-        set_tile(&t, m, pg);
-        if (msda_forward_ub_bytes(t) <= budget)
+        set_tile(&c, m, pg);
+        if (msda_forward_ub_bytes(c) <= budget)
           lo = m;
         else
           hi = m - 1;
       }
-      set_tile(&t, lo, pg);
+      set_tile(&c, lo, pg);
+      tile_ok = true;
+    }
+    if (!tile_ok) continue;
+    choose_resident(&c, s, rows_per_block, ub_bytes);
+    const uint64_t work = uint64_t(c.tileQ) * c.pointGroup, best_work = uint64_t(best.tileQ) * best.pointGroup;
+    if (!found || c.numResident > best.numResident || (c.numResident == best.numResident && work > best_work)) {
+      best = c;
       found = true;
     }
-    if (found) break;
   }
   if (!found) {
     set_tile(&t, 1, 1);
@@ -187,32 +231,7 @@ bool compute_msda_forward_tiling(const MsdaForwardShape& s, MsdaDesign design, C
        << ". Use design='naive' or fewer levels*points / channels";
     return fail(reason, os.str());
   }
-  // Resident levels: smallest first while the UB holds them (one head's [h*w, C] slice each,
-  // plus the shared zero row), and only where loading the slice (once per block, batch and head)
-  // moves at most kResidentWorth times the corner rows the block's points of that head would
-  // fetch by DMA (4 per point): a level much larger than the block's share of points is cheaper
-  // to gather by DMA.
-  const uint64_t rows_per_batch = std::min<uint64_t>(rows_per_block, s.num_queries);
-  const uint64_t worth_pixels = kResidentWorth * 4 * uint64_t(t.points) * rows_per_batch;
-  std::vector<uint32_t> order(t.levels);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
-    return uint64_t(t.levelH[a]) * t.levelW[a] < uint64_t(t.levelH[b]) * t.levelW[b];
-  });
-  const uint64_t row_bytes = uint64_t(t.cPad) * sz;
-  for (uint32_t l : order) {
-    if (uint64_t(t.levelH[l]) * t.levelW[l] > worth_pixels) break;
-    MsdaForwardTiling trial = t;
-    const uint64_t base = trial.residentBytes == 0 ? row_bytes : trial.residentBytes;  // zero row first
-    const uint64_t bytes = base + uint64_t(t.levelH[l]) * t.levelW[l] * row_bytes;
-    if (bytes > UINT32_MAX) break;
-    trial.residentBytes = static_cast<uint32_t>(bytes);
-    trial.numResident = t.numResident + 1;
-    trial.levelUbOffset[l] = static_cast<uint32_t>(base);
-    trial.hasDmaLevels = trial.numResident < t.levels ? 1 : 0;
-    if (msda_forward_ub_bytes(trial) > ub_bytes) break;
-    t = trial;
-  }
+  t = best;
   t.hasDmaLevels = t.numResident < t.levels ? 1 : 0;
   t.ubBytes = static_cast<uint32_t>(msda_forward_ub_bytes(t));
   *out = t;
