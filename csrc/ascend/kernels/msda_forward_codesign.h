@@ -343,7 +343,10 @@ class MsdaForwardCodesign {
       AscendC::Add(code, code, t, n);
       AscendC::Muls(t, fy1, 8.0f, n);
       AscendC::Add(code, code, t, n);
+      // One int32 per point for the scalar loop: pix * 16 + code (|pix| < 2^24).
       AscendC::Cast(PI(pixPlane_), pix, AscendC::RoundMode::CAST_RINT, 2 * n);
+      AscendC::Muls(PI(pixPlane_), PI(pixPlane_), 16, n);
+      AscendC::Add(PI(pixPlane_), PI(pixPlane_), PI(pixPlane_ + 1), n);
     }
   }
 
@@ -364,7 +367,7 @@ class MsdaForwardCodesign {
                          static_cast<int32_t>(ce * sizeof(T) / 2));
       AscendC::SetFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);
       AscendC::WaitFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);
-      LocalTensor<int32_t> pixI = PI(pixPlane_), codeI = PI(pixPlane_ + 1);
+      LocalTensor<int32_t> packed = PI(pixPlane_);
       const int64_t W = p.levelW[l];
       const uint64_t keyStride = static_cast<uint64_t>(p.heads) * p.channels;
       const uint64_t levelBase = ((b * p.numKeys + p.levelStart[l]) * p.heads + h) * p.channels;
@@ -373,9 +376,10 @@ class MsdaForwardCodesign {
       for (uint32_t q = 0; q < nq; ++q) {
         for (uint32_t pt = 0; pt < pc; ++pt) {
           const uint32_t i = q * p.lp + l * p.points + p0 + pt;
-          const int32_t code = codeI.GetValue(i);
+          const int32_t v = packed.GetValue(i);
+          const int32_t code = v & 15;
           if ((code & 3) == 0) continue;  // no column on the map (or a dropped point)
-          const int64_t pix = pixI.GetValue(i);
+          const int64_t pix = (v - code) / 16;
           for (int32_t dy = 0; dy < 2; ++dy) {
             if ((code & (4 << dy)) == 0) continue;
             const uint64_t off = levelBase + static_cast<uint64_t>(pix + dy * W) * keyStride;
