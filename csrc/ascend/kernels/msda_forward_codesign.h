@@ -104,30 +104,53 @@ class MsdaForwardCodesign {
   }
   __aicore__ inline LocalTensor<uint8_t> M(uint32_t k) { return masks_.Get<uint8_t>()[k * maskStride_]; }
 
-  // Tables that depend only on the tile layout, built once per block.
+  // Tables that depend only on the tile layout, built once per block: the scalar unit writes
+  // the per-(level, point) values (L*P of each) and a ramp 0..7; the vector unit derives the rest.
   __aicore__ inline void BuildTables() {
     const MsdaPlan& p = plan_;
-    const uint32_t tn = p.tileN, valid = p.tileQ * p.lp;
-    LocalTensor<float> tw = P(kTabW), th = P(kTabH);
-    LocalTensor<int32_t> deint = PI(kTabDeint), atab = PI(kTabAttn);
-    for (uint32_t i = 0; i < tn; ++i) {
-      const bool in = i < valid;  // padding points: a 1x1 level at offset 0 (they are never output)
-      const uint32_t q = in ? i / p.lp : 0, lp = in ? i % p.lp : 0, l = lp / p.points;
-      tw.SetValue(i, in ? static_cast<float>(p.levelW[l]) : 1.0f);
-      th.SetValue(i, in ? static_cast<float>(p.levelH[l]) : 1.0f);
-      deint.SetValue(i, static_cast<int32_t>(q * p.locRowBytes + lp * 2 * sizeof(T)));
-      atab.SetValue(i, static_cast<int32_t>(q * p.attnRowBytes + lp * sizeof(T)));
-      if (res_) {
-        const uint32_t off = p.levelUbOffset[l];
-        P(offsPlane_).SetValue(i, in && off != npu_ops::ascend::kMsdaNotResident ? static_cast<float>(off) : 0.0f);
-      }
+    const int32_t tn = static_cast<int32_t>(p.tileN);
+    // Scratch: the work planes are free until the first tile.
+    LocalTensor<float> wl = P(kHx), hl = P(kHy), bl = P(kFx0), idx = P(kX0), q = P(kY0), lp = P(kTmp);
+    LocalTensor<float> s1 = P(kFy1);
+    for (uint32_t j = 0; j < p.lp; ++j) {
+      const uint32_t l = j / p.points, off = p.levelUbOffset[l];
+      wl.SetValue(j, static_cast<float>(p.levelW[l]));
+      hl.SetValue(j, static_cast<float>(p.levelH[l]));
+      if (res_) bl.SetValue(j, off != npu_ops::ascend::kMsdaNotResident ? static_cast<float>(off) : 0.0f);
     }
+    for (uint32_t j = 0; j < 8; ++j) idx.SetValue(j, static_cast<float>(j));
     if (res_) {
       LocalTensor<int32_t> ramp = ramp_.Get<int32_t>();
       for (uint32_t c = 0; c < p.cPad; ++c) ramp.SetValue(c, static_cast<int32_t>(c * sizeof(T)));
     }
     SyncSToV();
-    AscendC::Duplicate(P(kOnes), 1.0f, static_cast<int32_t>(tn));
+    for (int32_t n = 8; n < tn; n *= 2) AscendC::Adds(idx[n], idx, static_cast<float>(n), n < tn - n ? n : tn - n);
+    // Point i of the tile: lp = i mod LP and row q = floor((i + 0.5) / LP) (exact for i < 2^20),
+    // clamped to the last row for the padding points (never output).
+    AscendC::Adds(q, idx, 0.5f, tn);
+    AscendC::Muls(q, q, 1.0f / static_cast<float>(p.lp), tn);
+    AscendC::Cast(PI(kFx1), q, AscendC::RoundMode::CAST_FLOOR, tn);
+    AscendC::Cast(q, PI(kFx1), AscendC::RoundMode::CAST_NONE, tn);
+    AscendC::Muls(lp, q, -static_cast<float>(p.lp), tn);
+    AscendC::Add(lp, lp, idx, tn);
+    AscendC::Mins(q, q, static_cast<float>(p.tileQ - 1), tn);
+    // Per-(level, point) lookups by Gather (byte offsets 4 * lp).
+    AscendC::Muls(s1, lp, 4.0f, tn);
+    AscendC::Cast(PI(kFy0), s1, AscendC::RoundMode::CAST_RINT, tn);
+    LocalTensor<uint32_t> lpOff = PI(kFy0).template ReinterpretCast<uint32_t>();
+    AscendC::Gather(P(kTabW), wl, lpOff, 0, tn);
+    AscendC::Gather(P(kTabH), hl, lpOff, 0, tn);
+    if (res_) AscendC::Gather(P(offsPlane_), bl, lpOff, 0, tn);
+    // Byte offsets of the point's x in the loc tile and of its weight in the attn tile.
+    AscendC::Muls(idx, q, static_cast<float>(p.locRowBytes), tn);
+    AscendC::Muls(s1, lp, static_cast<float>(2 * sizeof(T)), tn);
+    AscendC::Add(idx, idx, s1, tn);
+    AscendC::Cast(PI(kTabDeint), idx, AscendC::RoundMode::CAST_RINT, tn);
+    AscendC::Muls(idx, q, static_cast<float>(p.attnRowBytes), tn);
+    AscendC::Muls(s1, lp, static_cast<float>(sizeof(T)), tn);
+    AscendC::Add(idx, idx, s1, tn);
+    AscendC::Cast(PI(kTabAttn), idx, AscendC::RoundMode::CAST_RINT, tn);
+    AscendC::Duplicate(P(kOnes), 1.0f, tn);
     // bcastTab[((pg * 4 + k) * tileQ + q) * cPad + c] = byte offset of plane entry k*tileN + q*L*P + pg.
     LocalTensor<uint32_t> bc = bcast_.Get<uint32_t>();
     for (uint32_t pg = 0; pg < p.pointGroup; ++pg) {
