@@ -111,6 +111,14 @@ def test_many_levels_and_points(design):
 
 
 @pytest.mark.parametrize("design", DESIGNS)
+def test_beyond_vendor_limits(design):
+    """H = 17, L = 17, P = 5 (vendor kernels: H, L, P <= 16, L*P <= 64), C = 40 (not a multiple of 16)."""
+    levels = [(1 + i % 3, 2 + i % 4) for i in range(17)]
+    inp = make_msda_inputs(1, 3, 17, 40, levels, 5, dtype=torch.float16, seed=17)
+    _check(inp, design, block_num=2)
+
+
+@pytest.mark.parametrize("design", DESIGNS)
 def test_fewer_queries_than_cores(design):
     inp = make_msda_inputs(1, 3, 2, 16, LEVELS_4, 4, dtype=torch.float32, seed=6)
     _check(inp, design)  # default block_num 48: 45 blocks own no row
