@@ -166,6 +166,40 @@ def test_large_levels_take_the_dma_path(design):
         _check(inp, design, block_num=3, seed=2)
 
 
+def _local_locations(inp: MsdaInputs, spread: float, seed: int) -> None:
+    """Encoder-like locations: query q's reference is pixel q of the flattened first level, the
+    points scatter a few pixels around it (some off the map)."""
+    gen = torch.Generator().manual_seed(seed)
+    h0, w0 = inp.levels[0]
+    bs, nq, heads, L, P, _ = inp.sampling_locations.shape
+    q = torch.arange(nq, dtype=torch.float64)
+    ref_x, ref_y = ((q % w0) + 0.5) / w0, ((q // w0) % h0 + 0.5) / h0
+    for lvl, (h, w) in enumerate(inp.levels):
+        noise = torch.randn(bs, nq, heads, P, 2, generator=gen, dtype=torch.float64) * spread
+        x = ref_x.view(1, nq, 1, 1) + noise[..., 0] / w
+        y = ref_y.view(1, nq, 1, 1) + noise[..., 1] / h
+        inp.sampling_locations[:, :, :, lvl, :, 0] = x.to(inp.sampling_locations.dtype)
+        inp.sampling_locations[:, :, :, lvl, :, 1] = y.to(inp.sampling_locations.dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+def test_large_level_windows(dtype):
+    """Co-design: a large level whose tile corners stay local is gathered from a per-tile window
+    (one DMA per window row) instead of paired corner DMAs; same result as the naive design."""
+    levels = [(30, 200), (15, 100), (4, 4)]
+    inp = make_msda_inputs(2, 48, 2, 16, levels, 4, dtype=torch.float64, seed=18)
+    _local_locations(inp, spread=1.5, seed=18)
+    inp = inp.to(dtype)
+    t = _tiling(inp, "codesign", block_num=4)
+    assert t["window_pixels"] > 0 and t["level_ub_offset"][0] == -1
+    out = _check(inp, "codesign", block_num=4, seed=1)
+    windowed = sim.last_stats()["dma_ops"]
+    naive = _check(inp, "naive", block_num=4)
+    torch.testing.assert_close(out.float(), naive.float(), rtol=TOL[dtype][0], atol=TOL[dtype][1] * 8)
+    # Paired DMAs alone would issue 2 per valid point of the two large levels: 2 * 2*48 rows * 2 heads * 2 * 4.
+    assert windowed < 2 * 96 * 2 * 2 * 4 / 4
+
+
 # ---------------------------------------------------------------------------------------------
 # Exact semantics: non-finite and near-integer coordinates, weights on dropped points.
 
@@ -316,11 +350,13 @@ def _ub_plan(t: dict, design: str, heads: int, levels: int, points: int, sz: int
         total += up(2 * m * 4) + up(m * 4) + heads * cp * 4 + (cp * 4 if sz == 2 else 0)
         return total
     q, tn, ce = t["tile_q"], t["tile_n"], t["chunk_elems"]
-    res, dma = t["num_resident"] > 0, t["has_dma_levels"] == 1
+    win = t["window_pixels"] > 0
+    res, dma = t["num_resident"] > 0 or win, t["has_dma_levels"] == 1
     total = bufs * (q * t["loc_row_bytes"] + q * t["attn_row_bytes"] + ce * sz + q * cp * sz)
     total += tn * sz if sz == 2 else 0
-    total += (22 + 5 * res + 2 * dma) * tn * 4 + 5 * up(tn // 8)
-    total += ce * 4 * (2 + 2 * res + (sz == 2)) + q * cp * 4 + t["resident_bytes"]
+    total += (22 + 5 * res + 5 * win + 2 * dma) * tn * 4 + 5 * up(tn // 8)
+    total += ce * 4 * (2 + 2 * res + (sz == 2)) + q * cp * 4
+    total += t["resident_bytes"] + t["window_pixels"] * cp * sz
     return total
 
 
@@ -366,11 +402,14 @@ def test_tiling_budget_and_copy_legality(case):
                 )
                 assert len(spans) == t["num_resident"]
                 assert t["has_dma_levels"] == int(t["num_resident"] < len(levels))
-                end = t["c_pad"] * sz if spans else 0
+                end = t["c_pad"] * sz if spans or t["window_pixels"] else 0  # the zero row
                 for lo, hi in spans:
                     assert lo % 32 == 0 and lo >= end
                     end = hi
                 assert end == t["resident_bytes"]
+                # The window (DMA levels only): after the resident levels, block counts <= 4095.
+                assert t["window_pixels"] <= 4095 and (t["window_pixels"] == 0 or t["has_dma_levels"] == 1)
+                assert t["window_pixels"] == 0 or t["window_ub_offset"] == t["resident_bytes"]
 
 
 def test_tiling_reports_unsupported_shapes():

@@ -59,6 +59,8 @@ class MsdaPlan {
     numResident = NPU_OPS_TILING_U32(rd, MsdaForwardTiling, numResident);
     hasDmaLevels = NPU_OPS_TILING_U32(rd, MsdaForwardTiling, hasDmaLevels);
     bufferNum = NPU_OPS_TILING_U32(rd, MsdaForwardTiling, bufferNum);
+    windowPixels = NPU_OPS_TILING_U32(rd, MsdaForwardTiling, windowPixels);
+    windowUbOffset = NPU_OPS_TILING_U32(rd, MsdaForwardTiling, windowUbOffset);
     for (uint32_t l = 0; l < levels; ++l) {
       levelStart[l] = rd.U64(__builtin_offsetof(MsdaForwardTiling, levelStart) + 8 * l);
       levelH[l] = rd.U32(__builtin_offsetof(MsdaForwardTiling, levelH) + 4 * l);
@@ -79,7 +81,7 @@ class MsdaPlan {
   uint32_t levelUbOffset[npu_ops::ascend::kMsdaMaxLevels];
   uint32_t heads = 0, channels = 0, levels = 0, points = 0, lp = 0, cPad = 0, tileQ = 1, pointGroup = 1;
   uint32_t tileN = 0, chunkElems = 0, locRowBytes = 0, attnRowBytes = 0, residentBytes = 0, numResident = 0;
-  uint32_t hasDmaLevels = 0, bufferNum = 2;
+  uint32_t hasDmaLevels = 0, bufferNum = 2, windowPixels = 0, windowUbOffset = 0;
 };
 
 // fp32 view of `src` in `work` (a copy for float data, so the scalar unit reads vector results).

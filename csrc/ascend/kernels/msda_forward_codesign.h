@@ -45,6 +45,8 @@ class MsdaForwardCodesign {
     plan_.Init(tiling);
     const MsdaPlan& p = plan_;
     res_ = p.numResident > 0;
+    win_ = p.windowPixels > 0;
+    gath_ = res_ || win_;
     dma_ = p.hasDmaLevels != 0;
     valueGm_.SetGlobalBuffer(reinterpret_cast<__gm__ T*>(value), p.batch * p.numKeys * p.heads * p.channels);
     locGm_.SetGlobalBuffer(reinterpret_cast<__gm__ T*>(loc), p.totalRows * p.heads * p.lp * 2);
@@ -57,20 +59,21 @@ class MsdaForwardCodesign {
     pipe_.InitBuffer(outQue_, p.bufferNum, q * cp * sizeof(T));
     if constexpr (!kF32) pipe_.InitBuffer(gathT_, tn * sizeof(T));
     offsPlane_ = kFixedPlanes;
-    pixPlane_ = offsPlane_ + (res_ ? 5 : 0);  // tabBase + 4 offset planes
+    winPlane_ = offsPlane_ + (gath_ ? 5 : 0);  // tabBase + 4 offset planes
+    pixPlane_ = winPlane_ + (win_ ? 5 : 0);    // 4 window offset planes + the level table
     const uint32_t planes = pixPlane_ + (dma_ ? 2 : 0);
     pipe_.InitBuffer(planes_, planes * tn * sizeof(float));
     maskStride_ = AlignUp(tn / 8, kUbBlock);
     pipe_.InitBuffer(masks_, 5 * maskStride_);
     pipe_.InitBuffer(bcast_, ce * sizeof(uint32_t));
     pipe_.InitBuffer(wb_, ce * sizeof(float));
-    if (res_) {
+    if (gath_) {
       pipe_.InitBuffer(ramp_, ce * sizeof(int32_t));
       pipe_.InitBuffer(goffs_, ce * sizeof(int32_t));
     }
     if constexpr (!kF32) pipe_.InitBuffer(vf_, ce * sizeof(float));
     pipe_.InitBuffer(acc_, q * cp * sizeof(float));
-    if (res_) pipe_.InitBuffer(resident_, p.residentBytes);
+    if (gath_) pipe_.InitBuffer(resident_, p.residentBytes + p.windowPixels * cp * sizeof(T));
     BuildTables();
   }
 
@@ -116,10 +119,16 @@ class MsdaForwardCodesign {
       const uint32_t l = j / p.points, off = p.levelUbOffset[l];
       wl.SetValue(j, static_cast<float>(p.levelW[l]));
       hl.SetValue(j, static_cast<float>(p.levelH[l]));
-      if (res_) bl.SetValue(j, off != npu_ops::ascend::kMsdaNotResident ? static_cast<float>(off) : 0.0f);
+      if (gath_) bl.SetValue(j, off != npu_ops::ascend::kMsdaNotResident ? static_cast<float>(off) : 0.0f);
+    }
+    if (win_) {  // levTab[q * P + p] = byte offset of plane entry q * L*P + p (+ 4 * l * P: the level)
+      LocalTensor<int32_t> lt = PI(winPlane_ + 4);
+      for (uint32_t q = 0; q < p.tileQ; ++q)
+        for (uint32_t pt = 0; pt < p.points; ++pt)
+          lt.SetValue(q * p.points + pt, static_cast<int32_t>(4 * (q * p.lp + pt)));
     }
     for (uint32_t j = 0; j < 8; ++j) idx.SetValue(j, static_cast<float>(j));
-    if (res_) {
+    if (gath_) {
       LocalTensor<int32_t> ramp = ramp_.Get<int32_t>();
       for (uint32_t c = 0; c < p.cPad; ++c) ramp.SetValue(c, static_cast<int32_t>(c * sizeof(T)));
     }
@@ -140,7 +149,7 @@ class MsdaForwardCodesign {
     LocalTensor<uint32_t> lpOff = PI(kFy0).template ReinterpretCast<uint32_t>();
     AscendC::Gather(P(kTabW), wl, lpOff, 0, tn);
     AscendC::Gather(P(kTabH), hl, lpOff, 0, tn);
-    if (res_) AscendC::Gather(P(offsPlane_), bl, lpOff, 0, tn);
+    if (gath_) AscendC::Gather(P(offsPlane_), bl, lpOff, 0, tn);
     // Byte offsets of the point's x in the loc tile and of its weight in the attn tile.
     AscendC::Muls(idx, q, static_cast<float>(p.locRowBytes), tn);
     AscendC::Muls(s1, lp, static_cast<float>(2 * sizeof(T)), tn);
@@ -162,7 +171,7 @@ class MsdaForwardCodesign {
         }
       }
     }
-    if (res_) {
+    if (gath_) {
       // chanRamp[j * cPad + c] = c * sizeof(T): row 0 written above, doubled by UB->UB copies.
       LocalTensor<int32_t> ramp = ramp_.Get<int32_t>();
       const uint32_t rows = p.chunkElems / p.cPad;
@@ -226,10 +235,24 @@ class MsdaForwardCodesign {
     LocalTensor<float> acc = acc_.Get<float>();
     AscendC::Duplicate(acc, 0.0f, static_cast<int32_t>(accN));
     if (dma_) SyncVToS();  // the DMA chunks read the points' pixel and corner codes
+    if (win_) WindowKeys();
     for (uint32_t l = 0; l < p.levels; ++l) {
+      uint32_t offPlane = offsPlane_ + 1;  // resident level: gather with the resident offsets
+      if (p.levelUbOffset[l] == npu_ops::ascend::kMsdaNotResident) {
+        offPlane = 0;  // DMA
+        if (win_) {
+          const WindowBox box = WindowRange(l, nq);
+          if (!box.any) continue;  // no valid point of this level in the tile: nothing to add
+          if (box.rows * box.cols <= p.windowPixels) {
+            LoadWindow(b, h, l, box);
+            WindowOffsets(box);
+            offPlane = winPlane_;
+          }
+        }
+      }
       for (uint32_t p0 = 0; p0 < p.points; p0 += p.pointGroup) {
         const uint32_t pc = p.points - p0 < p.pointGroup ? p.points - p0 : p.pointGroup;
-        FetchChunk(l, p0, pc, b, h, nq);
+        FetchChunk(l, p0, pc, b, h, nq, offPlane);
         FoldChunk(l, p0, pc, acc);
       }
     }
@@ -373,15 +396,105 @@ class MsdaForwardCodesign {
     }
   }
 
+  struct WindowBox {
+    bool any;        // the level has a valid point in the tile
+    int64_t y0, x0;  // top-left pixel of the rectangle holding every valid corner
+    uint32_t rows, cols;
+  };
+
+  // Per point, for the window ranges: -y0, y0 + 1, -x0, x0 + 1 of valid points, -1e30 otherwise
+  // (four planes, maximised per level by WindowRange). The work planes are free after PointMaths.
+  __aicore__ inline void WindowKeys() {
+    const int32_t n = static_cast<int32_t>(plan_.tileN);
+    constexpr auto kTS = AscendC::SELMODE::VSEL_TENSOR_SCALAR_MODE;
+    LocalTensor<uint8_t> m = M(0);
+    AscendC::Compares(m, P(kValid), 0.5f, AscendC::CMPMODE::GT, n);
+    AscendC::Muls(P(kHx), P(kY0), -1.0f, n);
+    AscendC::Adds(P(kHy), P(kY0), 1.0f, n);
+    AscendC::Muls(P(kFx0), P(kX0), -1.0f, n);
+    AscendC::Adds(P(kFx1), P(kX0), 1.0f, n);
+    for (uint32_t k = 0; k < 4; ++k) AscendC::Select(P(kHx + k), m, P(kHx + k), -1e30f, kTS, n);
+  }
+
+  // The rectangle of level l's pixels that the tile's valid corners touch.
+  __aicore__ inline WindowBox WindowRange(uint32_t l, uint32_t nq) {
+    const MsdaPlan& p = plan_;
+    const int32_t cnt = static_cast<int32_t>(nq * p.points);
+    LocalTensor<uint32_t> levTab = PI(winPlane_ + 4).template ReinterpretCast<uint32_t>();
+    LocalTensor<float> g = P(kFy0), tmp = P(kFy1), dst = P(kTmp);
+    for (uint32_t k = 0; k < 4; ++k) {
+      AscendC::Gather(g, P(kHx + k), levTab, 4 * l * p.points, cnt);
+      AscendC::ReduceMax(dst[8 * k], g, tmp, cnt);
+    }
+    SyncVToS();
+    const float negTop = dst.GetValue(0), bottom = dst.GetValue(8), negLeft = dst.GetValue(16),
+                right = dst.GetValue(24);
+    SyncSToV();  // the next level's reductions overwrite what the scalar unit read
+    WindowBox box{false, 0, 0, 0, 0};
+    if (!(negTop > -1e29f)) return box;
+    const int64_t H = p.levelH[l], W = p.levelW[l];
+    const int64_t top = static_cast<int64_t>(-negTop), left = static_cast<int64_t>(-negLeft);
+    const int64_t y0 = top > 0 ? top : 0, x0 = left > 0 ? left : 0;
+    const int64_t y1 = static_cast<int64_t>(bottom) < H - 1 ? static_cast<int64_t>(bottom) : H - 1;
+    const int64_t x1 = static_cast<int64_t>(right) < W - 1 ? static_cast<int64_t>(right) : W - 1;
+    box.any = true;
+    box.y0 = y0;
+    box.x0 = x0;
+    box.rows = static_cast<uint32_t>(y1 - y0 + 1);
+    box.cols = static_cast<uint32_t>(x1 - x0 + 1);
+    return box;
+  }
+
+  // The window rectangle of level l (batch b, head h) into the gather region, one DMA per row.
+  __aicore__ inline void LoadWindow(uint64_t b, uint32_t h, uint32_t l, const WindowBox& box) {
+    const MsdaPlan& p = plan_;
+    AscendC::SetFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);  // earlier gathers read the window
+    AscendC::WaitFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);
+    LocalTensor<T> win = resident_.Get<T>()[p.windowUbOffset / sizeof(T)];
+    const uint64_t keyStride = static_cast<uint64_t>(p.heads) * p.channels;
+    const uint64_t levelBase = ((b * p.numKeys + p.levelStart[l]) * p.heads + h) * p.channels;
+    for (uint32_t r = 0; r < box.rows; ++r) {
+      const uint64_t pix = static_cast<uint64_t>(box.y0 + r) * p.levelW[l] + static_cast<uint64_t>(box.x0);
+      CopyValueRows(win[r * box.cols * p.cPad], valueGm_[levelBase + pix * keyStride], box.cols, p.channels, p.cPad,
+                    keyStride, 0);
+    }
+    AscendC::SetFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID0);
+    AscendC::WaitFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID0);
+  }
+
+  // Byte offsets of the four corners in the window (invalid corners: the zero row at 0), from the
+  // pixel coordinates relative to the rectangle (small, so exact in fp32).
+  __aicore__ inline void WindowOffsets(const WindowBox& box) {
+    const int32_t n = static_cast<int32_t>(plan_.tileN);
+    constexpr auto kTS = AscendC::SELMODE::VSEL_TENSOR_SCALAR_MODE;
+    const float rowB = static_cast<float>(plan_.cPad * sizeof(T));
+    LocalTensor<float> rel = P(kFy0), o0 = P(winPlane_), o1 = P(winPlane_ + 1), o2 = P(winPlane_ + 2),
+                       o3 = P(winPlane_ + 3);
+    AscendC::Adds(rel, P(kY0), -static_cast<float>(box.y0), n);
+    AscendC::Muls(rel, rel, static_cast<float>(box.cols), n);
+    AscendC::Add(rel, rel, P(kX0), n);
+    AscendC::Adds(rel, rel, -static_cast<float>(box.x0), n);
+    AscendC::Muls(o0, rel, rowB, n);
+    AscendC::Adds(o0, o0, static_cast<float>(plan_.windowUbOffset), n);
+    AscendC::Adds(o1, o0, rowB, n);
+    AscendC::Adds(o2, o0, rowB * static_cast<float>(box.cols), n);
+    AscendC::Adds(o3, o2, rowB, n);
+    for (uint32_t k = 0; k < 4; ++k) AscendC::Select(P(winPlane_ + k), M(1 + k), P(winPlane_ + k), 0.0f, kTS, n);
+    AscendC::Cast(PI(winPlane_), o0, AscendC::RoundMode::CAST_RINT, 4 * n);
+  }
+
   // Corner rows of level l, points [p0, p0 + pc) of the tile, into a valQue chunk [p][k][q][cPad].
-  __aicore__ inline void FetchChunk(uint32_t l, uint32_t p0, uint32_t pc, uint64_t b, uint32_t h, uint32_t nq) {
+  // offPlane: first of the 4 int32 offset planes to gather with (resident level or window), or 0
+  // for corner DMAs.
+  __aicore__ inline void FetchChunk(uint32_t l, uint32_t p0, uint32_t pc, uint64_t b, uint32_t h, uint32_t nq,
+                                    uint32_t offPlane) {
     const MsdaPlan& p = plan_;
     const uint32_t ce = pc * 4 * p.tileQ * p.cPad;
     LocalTensor<T> val = valQue_.template AllocTensor<T>();
     const uint32_t base = 4 * (l * p.points + p0);
-    if (p.levelUbOffset[l] != npu_ops::ascend::kMsdaNotResident) {
+    if (offPlane != 0) {
       LocalTensor<int32_t> go = goffs_.Get<int32_t>();
-      AscendC::Gather(go, PI(offsPlane_ + 1), bcast_.Get<uint32_t>(), base, ce);
+      AscendC::Gather(go, PI(offPlane), bcast_.Get<uint32_t>(), base, ce);
       AscendC::Add(go, go, ramp_.Get<int32_t>(), static_cast<int32_t>(ce));
       AscendC::Gather(val, resident_.Get<T>(), go.template ReinterpretCast<uint32_t>(), 0, ce);
     } else {
@@ -448,8 +561,8 @@ class MsdaForwardCodesign {
 
   AscendC::TPipe pipe_;
   MsdaPlan plan_;
-  bool res_ = false, dma_ = false;
-  uint32_t offsPlane_ = 0, pixPlane_ = 0, maskStride_ = 0, loadedH_ = 0;
+  bool res_ = false, win_ = false, gath_ = false, dma_ = false;
+  uint32_t offsPlane_ = 0, winPlane_ = 0, pixPlane_ = 0, maskStride_ = 0, loadedH_ = 0;
   GlobalTensor<T> valueGm_, locGm_, attnGm_, outGm_;
   AscendC::TQue<AscendC::TPosition::VECIN, 1> locQue_, attnQue_, valQue_;
   AscendC::TQue<AscendC::TPosition::VECOUT, 1> outQue_;

@@ -122,7 +122,7 @@ at::Tensor msda_forward_sim(const at::Tensor& value, const at::Tensor& spatial_s
 
 // The host tiling alone, for property tests: [tileQ, pointGroup, tileN, chunkElems, cPad,
 // locRowBytes, attnRowBytes, residentBytes, numResident, hasDmaLevels, bufferNum, ubBytes, blockNum,
-// levelUbOffset[0..L) (-1: DMA level)].
+// windowPixels, windowUbOffset, levelUbOffset[0..L) (-1: DMA level)].
 std::vector<int64_t> msda_forward_tiling_sim(int64_t batch, int64_t num_queries, int64_t heads, int64_t channels,
                                              int64_t points, const std::vector<int64_t>& level_hw,
                                              const std::string& dtype_name, const std::string& design_name,
@@ -147,9 +147,9 @@ std::vector<int64_t> msda_forward_tiling_sim(int64_t batch, int64_t num_queries,
   const asc::MsdaForwardTiling t =
       tiling_or_throw(s, parse_design(design_name), parse_dtype(dtype_name),
                       static_cast<uint32_t>(std::min<int64_t>(block_num, 65535)), static_cast<uint32_t>(ub_bytes));
-  std::vector<int64_t> r = {t.tileQ,       t.pointGroup,   t.tileN,         t.chunkElems,  t.cPad,
-                            t.locRowBytes, t.attnRowBytes, t.residentBytes, t.numResident, t.hasDmaLevels,
-                            t.bufferNum,   t.ubBytes,      t.blockNum};
+  std::vector<int64_t> r = {t.tileQ,       t.pointGroup,   t.tileN,         t.chunkElems,   t.cPad,
+                            t.locRowBytes, t.attnRowBytes, t.residentBytes, t.numResident,  t.hasDmaLevels,
+                            t.bufferNum,   t.ubBytes,      t.blockNum,      t.windowPixels, t.windowUbOffset};
   for (uint32_t l = 0; l < t.levels; ++l)
     r.push_back(t.levelUbOffset[l] == asc::kMsdaNotResident ? -1 : static_cast<int64_t>(t.levelUbOffset[l]));
   return r;

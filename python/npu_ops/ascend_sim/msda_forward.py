@@ -32,6 +32,8 @@ _TILING_FIELDS = (
     "buffer_num",
     "ub_bytes",
     "block_num",
+    "window_pixels",
+    "window_ub_offset",
 )
 
 
@@ -63,7 +65,7 @@ def msda_forward(
         block_num: AscendC blocks (default: the dav-2201 vector core count, 48).
         seed: order in which the emulator runs the blocks.
         design: ``"codesign"`` (vectorised point maths, UB-resident gathers for small levels,
-            paired corner DMAs for large ones) or ``"naive"`` (scalar maths, one DMA per corner).
+            per-tile windows or paired corner DMAs for large ones) or ``"naive"`` (scalar maths, one DMA per corner).
 
     Returns:
         Tensor[B, Nq, H*C] in value's dtype.
@@ -119,8 +121,9 @@ def msda_forward_tiling(
 
     Keys: ``tile_q``, ``point_group``, ``tile_n``, ``chunk_elems``, ``c_pad``, ``loc_row_bytes``,
     ``attn_row_bytes``, ``resident_bytes``, ``num_resident``, ``has_dma_levels``, ``buffer_num``,
-    ``ub_bytes`` (UB the kernel allocates), ``block_num`` and ``level_ub_offset`` (per level: byte
-    offset in the resident region, or -1 for a level fetched by DMA).
+    ``ub_bytes`` (UB the kernel allocates), ``block_num``, ``window_pixels`` / ``window_ub_offset``
+    (the per-tile window for DMA levels; 0 pixels: none) and ``level_ub_offset`` (per level: byte
+    offset in the gather region, or -1 for a level fetched by window or DMA).
     """
     if dtype not in _DTYPES:
         raise TypeError(f"dtype: expected float32, float16 or bfloat16, got {dtype}")

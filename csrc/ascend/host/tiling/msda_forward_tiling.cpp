@@ -16,8 +16,9 @@ namespace ascend {
 namespace {
 
 constexpr uint64_t kB = kChorusBlockBytes;
-constexpr uint32_t kMaxTileQ = 256;     // rows per codesign tile: larger tiles gain little
-constexpr uint64_t kResidentWorth = 4;  // see the resident-level choice below
+constexpr uint32_t kMaxTileQ = 256;        // rows per codesign tile: larger tiles gain little
+constexpr uint64_t kResidentWorth = 4;     // see the resident-level choice below
+constexpr uint64_t kMinWindowPixels = 16;  // smaller windows rarely hold a tile's corners
 
 uint64_t ceil_div(uint64_t a, uint64_t b) {
   return (a + b - 1) / b;
@@ -70,6 +71,28 @@ void choose_resident(MsdaForwardTiling* t, const MsdaForwardShape& s, uint64_t r
   t->hasDmaLevels = t->numResident < t->levels ? 1 : 0;
 }
 
+// Window for the DMA levels: the rest of the UB (at most 4095 pixels: one DMA block count per
+// image row, and no more than the largest DMA level).
+void choose_window(MsdaForwardTiling* t, uint32_t ub_bytes) {
+  if (!t->hasDmaLevels) return;
+  const uint64_t row_bytes = uint64_t(t->cPad) * (t->dtype == kChorusFloat32 ? 4 : 2);
+  uint64_t largest = 0;
+  for (uint32_t l = 0; l < t->levels; ++l)
+    if (t->levelUbOffset[l] == kMsdaNotResident)
+      largest = std::max<uint64_t>(largest, uint64_t(t->levelH[l]) * t->levelW[l]);
+  MsdaForwardTiling trial = *t;
+  if (trial.residentBytes == 0) trial.residentBytes = static_cast<uint32_t>(row_bytes);  // the zero row
+  trial.windowUbOffset = trial.residentBytes;
+  trial.windowPixels = 1;
+  const uint64_t need = msda_forward_ub_bytes(trial);
+  if (need > ub_bytes) return;
+  const uint64_t pixels =
+      std::min<uint64_t>({1 + (ub_bytes - need) / row_bytes, uint64_t(kChorusMaxBlockCount), largest});
+  if (pixels < kMinWindowPixels) return;
+  trial.windowPixels = static_cast<uint32_t>(pixels);
+  *t = trial;
+}
+
 }  // namespace
 
 const char* msda_design_name(MsdaDesign design) {
@@ -95,7 +118,7 @@ uint64_t msda_forward_ub_bytes(const MsdaForwardTiling& t) {
     return total;
   }
   const uint64_t q = t.tileQ, tn = t.tileN, ce = t.chunkElems;
-  const bool res = t.numResident > 0, dma = t.hasDmaLevels != 0;
+  const bool win = t.windowPixels > 0, res = t.numResident > 0 || win, dma = t.hasDmaLevels != 0;
   uint64_t total = 0;
   total += bufs * q * t.locRowBytes;   // locQue
   total += bufs * q * t.attnRowBytes;  // attnQue
@@ -103,13 +126,14 @@ uint64_t msda_forward_ub_bytes(const MsdaForwardTiling& t) {
   total += bufs * q * cp * sz;         // outQue
   if (!f32) total += tn * sz;          // gathT: de-interleaved inputs before the cast
   // fp32 planes of tileN: xs ys at, tabW tabH, tabDeint tabAttn, ones, 10 work planes, 4 weights,
-  // + (resident) tabBase and 4 offsets, + (DMA levels) pix and code.
-  const uint64_t planes = 3 + 2 + 2 + 1 + 10 + 4 + (res ? 5 : 0) + (dma ? 2 : 0);
+  // + (gather region) tabBase and 4 offsets, + (window) 4 offsets and the level table,
+  // + (DMA levels) pix and code.
+  const uint64_t planes = 3 + 2 + 2 + 1 + 10 + 4 + (res ? 5 : 0) + (win ? 5 : 0) + (dma ? 2 : 0);
   total += planes * tn * 4;
-  total += 5 * align_up(tn / 8, kB);                      // compare masks: scratch + 4 corners
-  total += ce * 4 * (2 + (res ? 2 : 0) + (f32 ? 0 : 1));  // bcastTab wb (+ chanRamp goffs) (+ vf)
-  total += q * cp * 4;                                    // acc
-  total += t.residentBytes;                               // resident levels of one head
+  total += 5 * align_up(tn / 8, kB);                              // compare masks: scratch + 4 corners
+  total += ce * 4 * (2 + (res ? 2 : 0) + (f32 ? 0 : 1));          // bcastTab wb (+ chanRamp goffs) (+ vf)
+  total += q * cp * 4;                                            // acc
+  total += t.residentBytes + uint64_t(t.windowPixels) * cp * sz;  // gather region: zero row, levels, window
   return total;
 }
 
@@ -217,6 +241,7 @@ bool compute_msda_forward_tiling(const MsdaForwardShape& s, MsdaDesign design, C
     }
     if (!tile_ok) continue;
     choose_resident(&c, s, rows_per_block, ub_bytes);
+    choose_window(&c, ub_bytes);
     const uint64_t work = uint64_t(c.tileQ) * c.pointGroup, best_work = uint64_t(best.tileQ) * best.pointGroup;
     if (!found || c.numResident > best.numResident || (c.numResident == best.numResident && work > best_work)) {
       best = c;

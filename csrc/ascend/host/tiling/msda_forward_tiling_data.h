@@ -19,9 +19,11 @@
 //    are then fetched per (level, group of pointGroup points) into a [pointGroup, 4, tileQ,
 //    cPad] chunk, either by a vector Gather from the UB-resident copy of the level (levels
 //    with levelUbOffset != kMsdaNotResident: the level's [h*w, C] slice of head h is loaded
-//    once per (block, batch, head)) or by DMA with both horizontal corners (x0, x1) of a row
-//    in one instruction (other levels). The chunk is weighted and folded into the fp32
-//    accumulator with a handful of vector instructions.
+//    once per (block, batch, head)), from a window of the level loaded for the tile (other
+//    levels, when the tile's corners fit windowPixels), or by DMA with both horizontal corners
+//    (x0, x1) of a row in one instruction. The chunk is weighted and folded into the fp32
+//    accumulator with a handful of vector instructions. The gather region (resident levels,
+//    then the window) starts with one zero row that invalid corners read.
 #pragma once
 
 #include <cstdint>
@@ -60,11 +62,16 @@ struct MsdaForwardTiling {
   uint32_t chunkElems;                  // codesign: pointGroup * 4 * tileQ * cPad (elements of a corner chunk)
   uint32_t locRowBytes;                 // UB bytes of one row's (x, y) pairs of one head: 2*L*P*sizeof(T) rounded to 32
   uint32_t attnRowBytes;                // UB bytes of one row's weights of one head: L*P*sizeof(T) rounded to 32
-  uint32_t residentBytes;               // codesign: UB bytes of the resident region (0: no resident level)
+  uint32_t residentBytes;               // codesign: UB bytes of the zero row + resident levels (0: neither)
   uint32_t numResident;                 // codesign: levels gathered from UB
   uint32_t hasDmaLevels;                // codesign: 1 if some level is fetched by DMA
   uint32_t bufferNum;                   // depth-1 TQue buffers per queue (2 = double buffering)
   uint32_t ubBytes;                     // UB bytes the kernel allocates (sum of its InitBuffer sizes, 32 B rounded)
+  // codesign: pixels of the window region (0: none). For a DMA level, when the corners of a tile's
+  // valid points span a rectangle of at most windowPixels pixels, the rectangle is loaded (one DMA
+  // per image row) to windowUbOffset in the gather region and gathered from like a resident level.
+  uint32_t windowPixels;
+  uint32_t windowUbOffset;  // codesign: byte offset of the window in the gather region
   uint32_t reserved;
   uint32_t levelH[kMsdaMaxLevels];
   uint32_t levelW[kMsdaMaxLevels];
