@@ -19,6 +19,7 @@ constexpr uint64_t kB = kChorusBlockBytes;
 constexpr uint32_t kMaxTileQ = 256;        // rows per codesign tile: larger tiles gain little
 constexpr uint64_t kResidentWorth = 4;     // see the resident-level choice below
 constexpr uint64_t kMinWindowPixels = 16;  // smaller windows rarely hold a tile's corners
+constexpr uint32_t kWindowTarget = 256;    // a window that holds a tile of local queries' corners
 
 uint64_t ceil_div(uint64_t a, uint64_t b) {
   return (a + b - 1) / b;
@@ -211,9 +212,9 @@ bool compute_msda_forward_tiling(const MsdaForwardShape& s, MsdaDesign design, C
   }
   // Codesign. For a few splits of the UB between compute buffers and resident levels: the
   // largest tile (all P points per chunk first, then fewer) within the compute share, then the
-  // resident levels that fit the rest. The split with the most resident levels wins (every level
-  // carries the same number of points, and a resident level needs no DMA per point), then the
-  // one with the largest tile.
+  // resident levels and the window that fit the rest. The split with the most resident levels
+  // wins (every level carries the same number of points, and a resident level needs no DMA per
+  // point), then the one whose window reaches kWindowTarget pixels, then the largest tile.
   t.hasDmaLevels = 1;
   const uint64_t rows_per_block = std::max<uint64_t>(1, ceil_div(rows, t.blockNum));
   const uint32_t q_hi = static_cast<uint32_t>(std::min<uint64_t>({rows_per_block, kMaxTileQ, kChorusMaxBlockCount}));
@@ -243,7 +244,9 @@ bool compute_msda_forward_tiling(const MsdaForwardShape& s, MsdaDesign design, C
     choose_resident(&c, s, rows_per_block, ub_bytes);
     choose_window(&c, ub_bytes);
     const uint64_t work = uint64_t(c.tileQ) * c.pointGroup, best_work = uint64_t(best.tileQ) * best.pointGroup;
-    if (!found || c.numResident > best.numResident || (c.numResident == best.numResident && work > best_work)) {
+    const uint32_t win = std::min(c.windowPixels, kWindowTarget), best_win = std::min(best.windowPixels, kWindowTarget);
+    if (!found || c.numResident > best.numResident ||
+        (c.numResident == best.numResident && (win > best_win || (win == best_win && work > best_work)))) {
       best = c;
       found = true;
     }
