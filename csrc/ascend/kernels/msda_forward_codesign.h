@@ -243,7 +243,8 @@ class MsdaForwardCodesign {
         if (win_) {
           const WindowBox box = WindowRange(l, nq);
           if (!box.any) continue;  // no valid point of this level in the tile: nothing to add
-          if (box.rows * box.cols <= p.windowPixels) {
+          // The window costs one DMA per row; paired corner DMAs cost up to 2 per point.
+          if (box.rows * box.cols <= p.windowPixels && box.rows <= nq * p.points) {
             LoadWindow(b, h, l, box);
             WindowOffsets(box);
             offPlane = winPlane_;
