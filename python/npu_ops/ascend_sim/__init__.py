@@ -30,6 +30,7 @@ from .chorus import (  # noqa: E402  (after the library is loaded)
     masked_blend,
     masked_blend_backward,
 )
+from .msda_backward import msda_backward, msda_backward_tiling  # noqa: E402
 
 __all__ = [
     "AscendRuleError",
@@ -41,4 +42,6 @@ __all__ = [
     "last_stats",
     "masked_blend",
     "masked_blend_backward",
+    "msda_backward",
+    "msda_backward_tiling",
 ]

@@ -1,0 +1,94 @@
+// Tiling data of the MSDA backward AscendC kernels (csrc/ascend/kernels/msda_backward.h): the POD
+// structs the host fills and the kernels read from GM. Device-safe: <cstdint> only, no functions.
+// The host-side tiling functions are in msda_backward_tiling.h.
+//
+// The tiling buffer (the kernels' last GM argument) is a MsdaBwdTiling header followed by
+// `levels` MsdaBwdLevel entries (msda_backward_tiling_blob() builds it). Layout rules as for the
+// Chorus tilings: uint64_t fields first, then uint32_t, sizes multiples of 8 bytes; the kernel
+// reads the words with GlobalTensor<uint32_t>::GetValue.
+//
+// Problem (all tensors contiguous):
+//   grad_output [bs, Nq, H*C], value [bs, Nk, H, C], sampling_locations [bs, Nq, H, L, P, 2],
+//   attention_weights [bs, Nq, H, L, P] in the kernel dtype; grad_value [bs, Nk, H, C],
+//   grad_sampling_locations and grad_attention_weights (same shapes) in the kernel dtype.
+//   A "row" is one (b, q, h): row r = (b * Nq + q) * H + h owns L*P points.
+//
+// Work split:
+//   deterministic = 0: blocks take contiguous ranges of row tiles (tileRows consecutive rows),
+//     tile t covers rows [t * tileRows, ...). grad_value is accumulated with DMA atomic adds.
+//   deterministic = 1: a "slice" is one (b, h); block i owns slices [i*S/n, (i+1)*S/n) with
+//     S = bs * H and walks the queries of each slice in order (tiles of tileRows queries, GM row
+//     step H). Every grad_value element is then accumulated by one block only, in an order fixed
+//     by the data: the result does not depend on the block count or the block order. At most
+//     bs * H blocks have work (the cost of the mode).
+//
+// grad_value accumulation: into grad_value itself for fp32, else into an fp32 GM workspace of
+// workspaceBytes bytes (kernel argument `workspace`) that the kernel casts into grad_value at the
+// end (round-to-nearest-even). The kernel zeroes the accumulation buffer itself (each block a
+// disjoint slice, then SyncAll): the host need not zero anything. Because of the SyncAll the
+// launch must not use more blocks than the AI vector cores that can be resident at once (the
+// runtime's vector core count).
+#pragma once
+
+#include <cstdint>
+
+namespace npu_ops {
+namespace ascend {
+
+enum MsdaBwdDesign : uint32_t {
+  kMsdaBwdNaive = 0,     // scalar coordinate math, one DMA per corner, one atomic DMA per corner
+  kMsdaBwdCodesign = 1,  // vectorised coordinates, merged (x0, x1) DMAs, UB privatisation, ...
+};
+
+// Data types of the float tensors (matches ChorusDtype's numbering).
+enum MsdaBwdDtype : uint32_t {
+  kMsdaBwdFloat32 = 0,
+  kMsdaBwdFloat16 = 1,
+  kMsdaBwdBFloat16 = 2,
+};
+
+constexpr uint32_t kMsdaBwdUnitPoints = 16;   // points per transpose unit; rows are padded to it
+constexpr uint32_t kMsdaBwdChunkElems = 2048;  // fp32 elements per zeroing / final-cast chunk
+constexpr uint32_t kMsdaBwdMaxRowStride = 2040;  // cs limit: repeat strides are 8-bit 32 B units
+constexpr uint32_t kMsdaBwdSlackElems = 64;      // tail slack of buffers read by masked repeats
+constexpr uint32_t kMsdaBwdPlanes = 34;          // codesign: fp32 per-point planes (kernel enum Plane)
+constexpr uint32_t kMsdaBwdIntPlanes = 3;        // codesign: int32 per-point planes (x0, y0, corner code)
+
+struct MsdaBwdTiling {
+  uint64_t batch;          // bs
+  uint64_t numKeys;        // Nk
+  uint64_t numQueries;     // Nq
+  uint64_t rows;           // bs * Nq * H
+  uint64_t accElems;       // bs * Nk * H * C: fp32 elements accumulated (grad_value or workspace)
+  uint64_t workspaceBytes; // fp32 workspace the launcher allocates (0 for fp32 data)
+  uint64_t numTiles;       // deterministic = 0: ceil(rows / tileRows); 1: unused (0)
+  uint32_t heads;          // H
+  uint32_t channels;       // C
+  uint32_t levels;         // L (MsdaBwdLevel entries after this header)
+  uint32_t points;         // P
+  uint32_t lp;             // L * P
+  uint32_t lps;            // L * P rounded up to kMsdaBwdUnitPoints (points per row in UB)
+  uint32_t cs;             // UB row stride of a channel row, elements: C rounded up to 32 B of the dtype
+  uint32_t tileRows;       // rows per tile
+  uint32_t np;             // tileRows * lps rounded up to 64 (length of the per-point planes)
+  uint32_t group;          // codesign: points per corner group (16, 8, 4 or 2; divides 16)
+  uint32_t privRows;       // codesign: channel rows of the UB privatisation buffer (0: none)
+  uint32_t design;         // MsdaBwdDesign
+  uint32_t deterministic;  // 0 / 1
+  uint32_t dtype;          // MsdaBwdDtype
+  uint32_t blockNum;       // blocks the tiling was computed for (launch exactly this many)
+  uint32_t ubBytes;        // UB bytes the kernel allocates
+};
+static_assert(sizeof(MsdaBwdTiling) % 8 == 0, "tiling size must be a multiple of 8");
+
+struct MsdaBwdLevel {
+  uint64_t start;    // level_start_index[l]
+  uint32_t height;   // h_l
+  uint32_t width;    // w_l
+  uint32_t priv;     // 1: the level's grad_value slice is accumulated in UB (codesign)
+  uint32_t privRow;  // first channel row of the level in the privatisation buffer
+};
+static_assert(sizeof(MsdaBwdLevel) == 24, "level entry is 24 bytes");
+
+}  // namespace ascend
+}  // namespace npu_ops
