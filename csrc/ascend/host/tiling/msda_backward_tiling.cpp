@@ -155,7 +155,11 @@ bool compute_msda_backward_tiling(const MsdaBwdProblem& p, MsdaBwdDtype dtype, M
       hi = m - 1;
     }
   }
-  // UB privatisation (co-designed): smallest levels first while their slices fit.
+  // UB privatisation (co-designed): smallest levels first while their slices fit, and only
+  // levels a block is expected to hit with at least as many corner rows as the slice has rows
+  // (else the one flush of the whole slice moves more than the scattered rows would).
+  const uint64_t rows_per_block = deterministic ? p.num_queries : ceil_div(rows, blocks);
+  const uint64_t corner_rows = 4 * uint64_t(p.points) * rows_per_block;
   std::vector<MsdaBwdLevel> lv(p.levels.size());
   for (size_t l = 0; l < p.levels.size(); ++l) {
     lv[l] = MsdaBwdLevel{p.levels[l].start, static_cast<uint32_t>(p.levels[l].height),
@@ -170,6 +174,7 @@ bool compute_msda_backward_tiling(const MsdaBwdProblem& p, MsdaBwdDtype dtype, M
     });
     for (size_t l : order) {
       const uint64_t need = priv_rows_of(p.levels[l], p.heads, deterministic);
+      if (need > corner_rows) continue;
       if (need + priv_rows > 0xffffffu || !fits(tile, group, static_cast<uint32_t>(priv_rows + need))) break;
       lv[l].priv = 1;
       lv[l].privRow = priv_rows;
