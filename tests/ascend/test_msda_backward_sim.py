@@ -232,8 +232,10 @@ def test_bad_inputs():
     with pytest.raises(RuntimeError, match=r"grad_output must have shape"):
         sim.msda_backward(g[:, :1], *inp.args())
     shapes, starts = shapes_and_starts(LEVELS_4)
+    bad_starts = starts.clone()
+    bad_starts[1] += 1
     with pytest.raises(RuntimeError, match=r"level_start_index\[1\] must be 24"):
-        sim.msda_backward(g, inp.value, shapes, starts + 1, inp.sampling_locations, inp.attention_weights)
+        sim.msda_backward(g, inp.value, shapes, bad_starts, inp.sampling_locations, inp.attention_weights)
     with pytest.raises(ValueError, match="block_num"):
         sim.msda_backward(g, *inp.args(), block_num=0)
 
