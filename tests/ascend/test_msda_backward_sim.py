@@ -283,7 +283,9 @@ def test_tiling_property_sweep():
                     assert t["lps"] >= lp and t["lps"] % 16 == 0 and t["lps"] * sz % 32 == 0
                     assert t["np"] % 64 == 0 and t["np"] >= t["tile_rows"] * t["lps"]
                     assert 1 <= t["tile_rows"] <= 4095 and t["group"] in (2, 4, 8, 16)
-                    assert t["workspace_bytes"] == (0 if sz == 4 else 2 * sum(h * w for h, w in levels) * heads * channels * 4)
+                    assert t["workspace_bytes"] == (
+                        0 if sz == 4 else 2 * sum(h * w for h, w in levels) * heads * channels * 4
+                    )
                     if design == "codesign":
                         assert t["cs"] // 8 <= 255  # repeat strides are 8-bit 32-byte units
                         rows = [h * w * (1 if det else heads) for h, w in levels]

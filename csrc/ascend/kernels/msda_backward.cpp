@@ -9,14 +9,14 @@
 // the tiling's `design` field must match the entry (the host picks both together).
 #include "msda_backward.h"
 
-#define NPU_OPS_MSDA_BWD_ENTRY(NAME, T, CODESIGN)                                                                \
-  extern "C" __global__ __aicore__ void NAME(GM_ADDR grad_output, GM_ADDR value, GM_ADDR sampling_locations,    \
-                                             GM_ADDR attention_weights, GM_ADDR grad_value, GM_ADDR grad_loc,   \
-                                             GM_ADDR grad_attn, GM_ADDR workspace, GM_ADDR tiling) {            \
-    npu_ops_kernels::MsdaBackwardKernel<T, CODESIGN> op;                                                         \
+#define NPU_OPS_MSDA_BWD_ENTRY(NAME, T, CODESIGN)                                                                  \
+  extern "C" __global__ __aicore__ void NAME(GM_ADDR grad_output, GM_ADDR value, GM_ADDR sampling_locations,       \
+                                             GM_ADDR attention_weights, GM_ADDR grad_value, GM_ADDR grad_loc,      \
+                                             GM_ADDR grad_attn, GM_ADDR workspace, GM_ADDR tiling) {               \
+    npu_ops_kernels::MsdaBackwardKernel<T, CODESIGN> op;                                                           \
     op.Init(grad_output, value, sampling_locations, attention_weights, grad_value, grad_loc, grad_attn, workspace, \
-            tiling);                                                                                             \
-    op.Process();                                                                                                \
+            tiling);                                                                                               \
+    op.Process();                                                                                                  \
   }
 
 NPU_OPS_MSDA_BWD_ENTRY(npu_ops_msda_bwd_fp32, float, true)

@@ -95,12 +95,40 @@ class MsdaBackwardKernel {
 
   // fp32 planes of np points each (codesign), by index into planes_.
   enum Plane : uint32_t {
-    kX = 0, kY, kFx, kFy, kGx, kGy, kX0, kY0, kTmp, kTmp2, kOnes, kW, kH, kA,
-    kCx0, kCx1, kCy0, kCy1, kCode,
-    kWt0, kWt1, kWt2, kWt3,  // masked bilinear weights
-    kAw0, kAw1, kAw2, kAw3,  // attention * weights: scatter coefficients
-    kD0, kD1, kD2, kD3,      // corner dot products
-    kGa, kGlx, kGly,
+    kX = 0,
+    kY,
+    kFx,
+    kFy,
+    kGx,
+    kGy,
+    kX0,
+    kY0,
+    kTmp,
+    kTmp2,
+    kOnes,
+    kW,
+    kH,
+    kA,
+    kCx0,
+    kCx1,
+    kCy0,
+    kCy1,
+    kCode,
+    kWt0,
+    kWt1,
+    kWt2,
+    kWt3,  // masked bilinear weights
+    kAw0,
+    kAw1,
+    kAw2,
+    kAw3,  // attention * weights: scatter coefficients
+    kD0,
+    kD1,
+    kD2,
+    kD3,  // corner dot products
+    kGa,
+    kGlx,
+    kGly,
     kNumPlanes
   };
   static constexpr uint32_t kIntPlanes = npu_ops::ascend::kMsdaBwdIntPlanes;  // x0, y0, code as int32
@@ -362,14 +390,16 @@ class MsdaBackwardKernel {
     ga = outAttn_.template DeQue<T>();
     {
       const uint32_t len = lp * 2 * kSz;
-      AscendC::DataCopyExtParams cp{static_cast<uint16_t>(t.count), len, (lps * 2 * kSz - AlignUp(len, kUbBlock)) / kUbBlock,
+      AscendC::DataCopyExtParams cp{static_cast<uint16_t>(t.count), len,
+                                    (lps * 2 * kSz - AlignUp(len, kUbBlock)) / kUbBlock,
                                     static_cast<uint32_t>(gap * len), 0};
       AscendC::DataCopyPad(gradLocGm_[t.row0 * lp * 2], gl, cp);
     }
     {
       const uint32_t len = lp * kSz;
-      AscendC::DataCopyExtParams cp{static_cast<uint16_t>(t.count), len, (lps * kSz - AlignUp(len, kUbBlock)) / kUbBlock,
-                                    static_cast<uint32_t>(gap * len), 0};
+      AscendC::DataCopyExtParams cp{static_cast<uint16_t>(t.count), len,
+                                    (lps * kSz - AlignUp(len, kUbBlock)) / kUbBlock, static_cast<uint32_t>(gap * len),
+                                    0};
       AscendC::DataCopyPad(gradAttnGm_[t.row0 * lp], ga, cp);
     }
     outLoc_.FreeTensor(gl);

@@ -61,8 +61,9 @@ asc::MsdaBwdProblem check_inputs(const at::Tensor& grad_output, const at::Tensor
                                  const at::Tensor& spatial_shapes, const at::Tensor& level_start_index,
                                  const at::Tensor& loc, const at::Tensor& attn, asc::MsdaBwdDtype* dtype) {
   const std::pair<const at::Tensor*, const char*> all[] = {
-      {&grad_output, "grad_output"}, {&value, "value"}, {&spatial_shapes, "spatial_shapes"},
-      {&level_start_index, "level_start_index"}, {&loc, "sampling_locations"}, {&attn, "attention_weights"}};
+      {&grad_output, "grad_output"},       {&value, "value"},
+      {&spatial_shapes, "spatial_shapes"}, {&level_start_index, "level_start_index"},
+      {&loc, "sampling_locations"},        {&attn, "attention_weights"}};
   for (const auto& [t, n] : all) check_cpu(*t, n);
   TORCH_CHECK(value.dim() == 4, kOp, ": value must be 4-D [bs, num_keys, num_heads, channels], got ", value.sizes());
   TORCH_CHECK(spatial_shapes.dim() == 2 && spatial_shapes.size(1) == 2, kOp,
@@ -76,8 +77,8 @@ asc::MsdaBwdProblem check_inputs(const at::Tensor& grad_output, const at::Tensor
                   value.scalar_type());
   }
   for (const auto& [t, n] : {all[0], all[4], all[5]}) {
-    TORCH_CHECK(t->scalar_type() == value.scalar_type(), kOp, ": ", n, " must have value's dtype ",
-                value.scalar_type(), ", got ", t->scalar_type());
+    TORCH_CHECK(t->scalar_type() == value.scalar_type(), kOp, ": ", n, " must have value's dtype ", value.scalar_type(),
+                ", got ", t->scalar_type());
   }
   for (const auto& [t, n] : {all[2], all[3]}) {
     TORCH_CHECK(t->scalar_type() == at::kInt || t->scalar_type() == at::kLong, kOp, ": ", n,
@@ -90,7 +91,8 @@ asc::MsdaBwdProblem check_inputs(const at::Tensor& grad_output, const at::Tensor
   TORCH_CHECK(loc.dim() == 6, kOp, ": sampling_locations must be 6-D [bs, num_queries, num_heads, num_levels, ",
               "num_points, 2], got ", loc.sizes());
   const int64_t nq = loc.size(1), P = loc.size(4);
-  check_shape(loc, "sampling_locations", {bs, nq, H, L, P, 2}, "[bs, num_queries, num_heads, num_levels, num_points, 2]");
+  check_shape(loc, "sampling_locations", {bs, nq, H, L, P, 2},
+              "[bs, num_queries, num_heads, num_levels, num_points, 2]");
   check_shape(attn, "attention_weights", {bs, nq, H, L, P}, "[bs, num_queries, num_heads, num_levels, num_points]");
   check_shape(grad_output, "grad_output", {bs, nq, H * C}, "[bs, num_queries, num_heads * channels]");
   asc::MsdaBwdProblem p;
@@ -147,8 +149,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> msda_backward_sim(
                                    v.options().dtype(at::kFloat));
   npu_ops_emu::Run(d == asc::kMsdaBwdCodesign ? "npu_ops_msda_bwd" : "npu_ops_msda_bwd_naive", t.blockNum,
                    static_cast<uint64_t>(seed),
-                   {gm(go, "grad_output"), gm(v, "value"), gm(loc, "sampling_locations"),
-                    gm(attn, "attention_weights"), gm(grad_value, "grad_value"), gm(grad_loc, "grad_sampling_locations"),
+                   {gm(go, "grad_output"), gm(v, "value"), gm(loc, "sampling_locations"), gm(attn, "attention_weights"),
+                    gm(grad_value, "grad_value"), gm(grad_loc, "grad_sampling_locations"),
                     gm(grad_attn, "grad_attention_weights"), gm(workspace, "workspace"), gm(tiling, "tiling")},
                    pick_kernel(dtype, d), ptr(go), ptr(v), ptr(loc), ptr(attn), ptr(grad_value), ptr(grad_loc),
                    ptr(grad_attn), ptr(workspace), ptr(tiling));
@@ -181,8 +183,16 @@ std::vector<int64_t> msda_backward_tiling_sim(const std::vector<int64_t>& dims, 
                                                 deterministic, static_cast<uint32_t>(block_num),
                                                 static_cast<uint32_t>(ub_bytes), &t, &levels, &reason),
               reason);
-  std::vector<int64_t> r = {static_cast<int64_t>(t.ubBytes), t.tileRows, t.group, t.privRows, t.cs, t.lps, t.np,
-                            static_cast<int64_t>(t.numTiles), t.blockNum, static_cast<int64_t>(t.workspaceBytes)};
+  std::vector<int64_t> r = {static_cast<int64_t>(t.ubBytes),
+                            t.tileRows,
+                            t.group,
+                            t.privRows,
+                            t.cs,
+                            t.lps,
+                            t.np,
+                            static_cast<int64_t>(t.numTiles),
+                            t.blockNum,
+                            static_cast<int64_t>(t.workspaceBytes)};
   for (const auto& l : levels) r.push_back(l.priv);
   return r;
 }

@@ -117,7 +117,13 @@ def msda_backward_tiling(
     """
     hw = [int(v) for hw in levels for v in hw]
     r = torch.ops.npu_ops_sim.msda_backward_tiling(
-        [bs, 0, num_queries, heads, channels, points], hw, _DTYPE_CODES[dtype], design, deterministic, block_num, ub_bytes
+        [bs, 0, num_queries, heads, channels, points],
+        hw,
+        _DTYPE_CODES[dtype],
+        design,
+        deterministic,
+        block_num,
+        ub_bytes,
     )
     keys = ("ub_bytes", "tile_rows", "group", "priv_rows", "cs", "lps", "np", "num_tiles", "block_num")
     out = dict(zip(keys, r[:9]))

@@ -67,31 +67,31 @@ uint64_t msda_backward_ub_bytes(const MsdaBwdProblem& p, MsdaBwdDtype dtype, Msd
   if (!f32) t += buf(kMsdaBwdChunkElems * sz);       // cast chunk out
   if (design == kMsdaBwdCodesign) {
     t += buf(kMsdaBwdPlanes * np * 4) + buf(kMsdaBwdIntPlanes * np * 4);
-    if (!f32) t += buf(2 * np * sz);                 // de-interleaved locations, data dtype
-    t += 2 * buf(align_up(np / 8, kB));              // masks (one allocation, two halves)
-    t += buf(2 * np * 4) + buf(TR * lps * 2 * 4);    // de-interleave, interleave tables
+    if (!f32) t += buf(2 * np * sz);                                // de-interleaved locations, data dtype
+    t += 2 * buf(align_up(np / 8, kB));                             // masks (one allocation, two halves)
+    t += buf(2 * np * 4) + buf(TR * lps * 2 * 4);                   // de-interleave, interleave tables
     t += buf(4 * G * 8 * 4) + buf(4 * kMsdaBwdUnitPoints * 8 * 4);  // broadcast, transpose tables
-    if (!f32) t += buf(TR * lps * 2 * 4);            // grad_loc fp32
-    t += buf((4 * G * cs + slack) * sz);             // corner rows
-    if (!f32) t += buf((4 * G * cs + slack) * 4);    // corner rows fp32
-    t += 2 * buf(4 * kMsdaBwdUnitPoints * 8 * 4);    // partial sums, transposed sums
-    t += buf(4 * G * 8 * 4);                         // broadcast coefficients
-    t += buf((4 * G * cs + slack) * 4);              // scatter rows
+    if (!f32) t += buf(TR * lps * 2 * 4);                           // grad_loc fp32
+    t += buf((4 * G * cs + slack) * sz);                            // corner rows
+    if (!f32) t += buf((4 * G * cs + slack) * 4);                   // corner rows fp32
+    t += 2 * buf(4 * kMsdaBwdUnitPoints * 8 * 4);                   // partial sums, transposed sums
+    t += buf(4 * G * 8 * 4);                                        // broadcast coefficients
+    t += buf((4 * G * cs + slack) * 4);                             // scatter rows
     if (priv_rows > 0) t += buf(uint64_t(priv_rows) * cs * 4);
   } else {
     if (!f32) t += buf(TR * lps * 2 * 4) + buf(TR * lps * 4);  // fp32 locations, weights
     t += buf(TR * lps * 2 * 4) + buf(TR * lps * 4);            // fp32 results
     t += buf(4 * cs * sz);                                     // corner rows
     if (!f32) t += buf(4 * cs * 4);
-    t += buf(cs * 4) + buf(4 * kB);                            // product, reduction slots
-    t += buf(align_up(ceil_div(cs, 64), 8) * 4);               // ReduceSum scratch
-    t += buf(4 * cs * 4);                                      // scatter rows
+    t += buf(cs * 4) + buf(4 * kB);               // product, reduction slots
+    t += buf(align_up(ceil_div(cs, 64), 8) * 4);  // ReduceSum scratch
+    t += buf(4 * cs * 4);                         // scatter rows
   }
   return t;
 }
 
-bool compute_msda_backward_tiling(const MsdaBwdProblem& p, MsdaBwdDtype dtype, MsdaBwdDesign design,
-                                  bool deterministic, uint32_t block_num, uint32_t ub_bytes, MsdaBwdTiling* out,
+bool compute_msda_backward_tiling(const MsdaBwdProblem& p, MsdaBwdDtype dtype, MsdaBwdDesign design, bool deterministic,
+                                  uint32_t block_num, uint32_t ub_bytes, MsdaBwdTiling* out,
                                   std::vector<MsdaBwdLevel>* levels, std::string* reason) {
   const char* op = "msda_backward";
   if (dtype != kMsdaBwdFloat32 && dtype != kMsdaBwdFloat16 && dtype != kMsdaBwdBFloat16)
@@ -114,8 +114,8 @@ bool compute_msda_backward_tiling(const MsdaBwdProblem& p, MsdaBwdDtype dtype, M
   const uint32_t cs = cs_of(p, dtype);
   if (design == kMsdaBwdCodesign && cs > kMsdaBwdMaxRowStride) {
     std::ostringstream os;
-    os << op << ": channels=" << p.channels << " exceeds the co-designed kernel's limit of "
-       << kMsdaBwdMaxRowStride << " (repeat strides are 8-bit); use design='naive'";
+    os << op << ": channels=" << p.channels << " exceeds the co-designed kernel's limit of " << kMsdaBwdMaxRowStride
+       << " (repeat strides are 8-bit); use design='naive'";
     return fail(reason, os.str());
   }
   const uint64_t lp = uint64_t(p.levels.size()) * p.points;
@@ -214,7 +214,8 @@ bool compute_msda_backward_tiling(const MsdaBwdProblem& p, MsdaBwdDtype dtype, M
 std::vector<uint8_t> msda_backward_tiling_blob(const MsdaBwdTiling& t, const std::vector<MsdaBwdLevel>& levels) {
   std::vector<uint8_t> blob(sizeof(MsdaBwdTiling) + levels.size() * sizeof(MsdaBwdLevel));
   std::memcpy(blob.data(), &t, sizeof(MsdaBwdTiling));
-  if (!levels.empty()) std::memcpy(blob.data() + sizeof(MsdaBwdTiling), levels.data(), levels.size() * sizeof(MsdaBwdLevel));
+  if (!levels.empty())
+    std::memcpy(blob.data() + sizeof(MsdaBwdTiling), levels.data(), levels.size() * sizeof(MsdaBwdLevel));
   return blob;
 }
 

@@ -38,8 +38,8 @@ uint64_t msda_backward_ub_bytes(const MsdaBwdProblem& p, MsdaBwdDtype dtype, Msd
 
 // Fills the tiling and the per-level table. ub_bytes: the UB budget (188160 on dav-2201; tests
 // may pass less). Fails (false, *reason) for empty or untileable problems, naming the limit.
-bool compute_msda_backward_tiling(const MsdaBwdProblem& p, MsdaBwdDtype dtype, MsdaBwdDesign design,
-                                  bool deterministic, uint32_t block_num, uint32_t ub_bytes, MsdaBwdTiling* out,
+bool compute_msda_backward_tiling(const MsdaBwdProblem& p, MsdaBwdDtype dtype, MsdaBwdDesign design, bool deterministic,
+                                  uint32_t block_num, uint32_t ub_bytes, MsdaBwdTiling* out,
                                   std::vector<MsdaBwdLevel>* levels, std::string* reason);
 
 // The kernel's tiling argument: the header followed by the level entries.

@@ -47,37 +47,37 @@ enum MsdaBwdDtype : uint32_t {
   kMsdaBwdBFloat16 = 2,
 };
 
-constexpr uint32_t kMsdaBwdUnitPoints = 16;   // points per transpose unit; rows are padded to it
-constexpr uint32_t kMsdaBwdChunkElems = 2048;  // fp32 elements per zeroing / final-cast chunk
+constexpr uint32_t kMsdaBwdUnitPoints = 16;      // points per transpose unit; rows are padded to it
+constexpr uint32_t kMsdaBwdChunkElems = 2048;    // fp32 elements per zeroing / final-cast chunk
 constexpr uint32_t kMsdaBwdMaxRowStride = 2040;  // cs limit: repeat strides are 8-bit 32 B units
 constexpr uint32_t kMsdaBwdSlackElems = 64;      // tail slack of buffers read by masked repeats
 constexpr uint32_t kMsdaBwdPlanes = 34;          // codesign: fp32 per-point planes (kernel enum Plane)
 constexpr uint32_t kMsdaBwdIntPlanes = 3;        // codesign: int32 per-point planes (x0, y0, corner code)
 
 struct MsdaBwdTiling {
-  uint64_t batch;          // bs
-  uint64_t numKeys;        // Nk
-  uint64_t numQueries;     // Nq
-  uint64_t rows;           // bs * Nq * H
-  uint64_t accElems;       // bs * Nk * H * C: fp32 elements accumulated (grad_value or workspace)
-  uint64_t workspaceBytes; // fp32 workspace the launcher allocates (0 for fp32 data)
-  uint64_t numTiles;       // deterministic = 0: ceil(rows / tileRows); 1: unused (0)
-  uint32_t heads;          // H
-  uint32_t channels;       // C
-  uint32_t levels;         // L (MsdaBwdLevel entries after this header)
-  uint32_t points;         // P
-  uint32_t lp;             // L * P
-  uint32_t lps;            // L * P rounded up to kMsdaBwdUnitPoints (points per row in UB)
-  uint32_t cs;             // UB row stride of a channel row, elements: C rounded up to 32 B of the dtype
-  uint32_t tileRows;       // rows per tile
-  uint32_t np;             // tileRows * lps rounded up to 64 (length of the per-point planes)
-  uint32_t group;          // codesign: points per corner group (16, 8, 4 or 2; divides 16)
-  uint32_t privRows;       // codesign: channel rows of the UB privatisation buffer (0: none)
-  uint32_t design;         // MsdaBwdDesign
-  uint32_t deterministic;  // 0 / 1
-  uint32_t dtype;          // MsdaBwdDtype
-  uint32_t blockNum;       // blocks the tiling was computed for (launch exactly this many)
-  uint32_t ubBytes;        // UB bytes the kernel allocates
+  uint64_t batch;           // bs
+  uint64_t numKeys;         // Nk
+  uint64_t numQueries;      // Nq
+  uint64_t rows;            // bs * Nq * H
+  uint64_t accElems;        // bs * Nk * H * C: fp32 elements accumulated (grad_value or workspace)
+  uint64_t workspaceBytes;  // fp32 workspace the launcher allocates (0 for fp32 data)
+  uint64_t numTiles;        // deterministic = 0: ceil(rows / tileRows); 1: unused (0)
+  uint32_t heads;           // H
+  uint32_t channels;        // C
+  uint32_t levels;          // L (MsdaBwdLevel entries after this header)
+  uint32_t points;          // P
+  uint32_t lp;              // L * P
+  uint32_t lps;             // L * P rounded up to kMsdaBwdUnitPoints (points per row in UB)
+  uint32_t cs;              // UB row stride of a channel row, elements: C rounded up to 32 B of the dtype
+  uint32_t tileRows;        // rows per tile
+  uint32_t np;              // tileRows * lps rounded up to 64 (length of the per-point planes)
+  uint32_t group;           // codesign: points per corner group (16, 8, 4 or 2; divides 16)
+  uint32_t privRows;        // codesign: channel rows of the UB privatisation buffer (0: none)
+  uint32_t design;          // MsdaBwdDesign
+  uint32_t deterministic;   // 0 / 1
+  uint32_t dtype;           // MsdaBwdDtype
+  uint32_t blockNum;        // blocks the tiling was computed for (launch exactly this many)
+  uint32_t ubBytes;         // UB bytes the kernel allocates
 };
 static_assert(sizeof(MsdaBwdTiling) % 8 == 0, "tiling size must be a multiple of 8");
 
