@@ -53,7 +53,8 @@ struct MsdaBwdPlan {
     numQueries = NPU_OPS_TILING_U64(rd, MsdaBwdTiling, numQueries);
     rows = NPU_OPS_TILING_U64(rd, MsdaBwdTiling, rows);
     accElems = NPU_OPS_TILING_U64(rd, MsdaBwdTiling, accElems);
-    numTiles = NPU_OPS_TILING_U64(rd, MsdaBwdTiling, numTiles);
+    sliceChunks = NPU_OPS_TILING_U64(rd, MsdaBwdTiling, sliceChunks);
+    chunkQueries = NPU_OPS_TILING_U64(rd, MsdaBwdTiling, chunkQueries);
     heads = NPU_OPS_TILING_U32(rd, MsdaBwdTiling, heads);
     channels = NPU_OPS_TILING_U32(rd, MsdaBwdTiling, channels);
     levels = NPU_OPS_TILING_U32(rd, MsdaBwdTiling, levels);
@@ -68,13 +69,13 @@ struct MsdaBwdPlan {
     deterministic = NPU_OPS_TILING_U32(rd, MsdaBwdTiling, deterministic) != 0;
     blockIdx = static_cast<uint32_t>(AscendC::GetBlockIdx());
     blockNum = static_cast<uint32_t>(AscendC::GetBlockNum());
-    const uint64_t units = deterministic ? batch * heads : numTiles;
+    const uint64_t units = batch * heads * sliceChunks;
     unitBegin = units * blockIdx / blockNum;
     unitEnd = units * (blockIdx + 1) / blockNum;
   }
 
-  uint64_t batch = 0, numKeys = 0, numQueries = 0, rows = 0, accElems = 0, numTiles = 0;
-  uint64_t unitBegin = 0, unitEnd = 0;  // tiles (deterministic = 0) or (b, h) slices (1)
+  uint64_t batch = 0, numKeys = 0, numQueries = 0, rows = 0, accElems = 0, sliceChunks = 1, chunkQueries = 1;
+  uint64_t unitBegin = 0, unitEnd = 0;  // units: (slice, query chunk), slice = (b, h)
   uint32_t heads = 1, channels = 1, levels = 1, points = 1, lp = 1, lps = 16, cs = 8;
   uint32_t tileRows = 1, np = 64, group = 16, privRows = 0, blockIdx = 0, blockNum = 1;
   bool deterministic = false;
@@ -85,7 +86,7 @@ struct MsdaBwdTile {
   uint64_t row0;
   uint64_t step;
   uint32_t count;
-  uint64_t slice;  // deterministic: the (b, h) slice; else unused
+  uint64_t slice;  // the (b, h) slice: b * H + h
 };
 
 template <typename T, bool kCodesign>
@@ -179,7 +180,10 @@ class MsdaBackwardKernel {
       pipe_.InitBuffer(tr_, 4 * kBwdUnit * 8 * 4);
       pipe_.InitBuffer(awB_, 4 * G * 8 * 4);
       pipe_.InitBuffer(scatter_, 1, (4 * G * cs + kBwdSlack) * 4);
-      if (p_.privRows > 0) pipe_.InitBuffer(priv_, p_.privRows * cs * 4);
+      if (p_.privRows > 0) {
+        pipe_.InitBuffer(priv_, p_.privRows * cs * 4);
+        pipe_.InitBuffer(valueUb_, p_.privRows * cs * kSz);
+      }
     } else {
       if constexpr (!kF32) {
         pipe_.InitBuffer(locF_, TR * lps * 2 * 4);
@@ -201,25 +205,17 @@ class MsdaBackwardKernel {
     ZeroAccumulator();
     AscendC::SyncAll();
     if constexpr (kCodesign) BuildTables();
-    if (p_.deterministic) {
-      for (uint64_t s = p_.unitBegin; s < p_.unitEnd; ++s) {
-        const uint64_t b = s / p_.heads, h = s % p_.heads;
-        for (uint64_t q0 = 0; q0 < p_.numQueries; q0 += p_.tileRows) {
-          MsdaBwdTile t;
-          t.row0 = (b * p_.numQueries + q0) * p_.heads + h;
-          t.step = p_.heads;
-          t.count = static_cast<uint32_t>(Min64(p_.tileRows, p_.numQueries - q0));
-          t.slice = s;
-          ProcessTile(t);
-        }
-      }
-    } else {
-      for (uint64_t u = p_.unitBegin; u < p_.unitEnd; ++u) {
+    // Units are (slice, query chunk); a slice is one (b, h), its rows are H apart in GM.
+    for (uint64_t u = p_.unitBegin; u < p_.unitEnd; ++u) {
+      const uint64_t s = u / p_.sliceChunks, chunk = u % p_.sliceChunks;
+      const uint64_t b = s / p_.heads, h = s % p_.heads;
+      const uint64_t qEnd = Min64(p_.numQueries, (chunk + 1) * p_.chunkQueries);
+      for (uint64_t q0 = chunk * p_.chunkQueries; q0 < qEnd; q0 += p_.tileRows) {
         MsdaBwdTile t;
-        t.row0 = u * p_.tileRows;
-        t.step = 1;
-        t.count = static_cast<uint32_t>(Min64(p_.tileRows, p_.rows - t.row0));
-        t.slice = 0;
+        t.row0 = (b * p_.numQueries + q0) * p_.heads + h;
+        t.step = p_.heads;
+        t.count = static_cast<uint32_t>(Min64(p_.tileRows, qEnd - q0));
+        t.slice = s;
         ProcessTile(t);
       }
     }
@@ -314,10 +310,7 @@ class MsdaBackwardKernel {
       inLoc_.FreeTensor(locT);
       inAttn_.FreeTensor(attnT);
       SyncVToS();
-      for (uint32_t k = 0; k < t.count; ++k) {
-        const uint32_t i = p_.deterministic ? k : (k + p_.blockIdx) % t.count;  // rotated start
-        RowCodesign(t, i, g);
-      }
+      for (uint32_t i = 0; i < t.count; ++i) RowCodesign(t, i, g);
       Gradients(t.count);
     } else {
       LocalTensor<float> locF = LoadF32(locT, LocF(), t.count * p_.lps * 2);
@@ -658,10 +651,10 @@ class MsdaBackwardKernel {
   __aicore__ inline void RowCodesign(const MsdaBwdTile& t, uint32_t i, const LocalTensor<float>& g) {
     const uint64_t r = t.row0 + i * t.step;
     const uint64_t b = r / (p_.numQueries * p_.heads), h = r % p_.heads;
-    const uint64_t key = p_.deterministic ? t.slice : b;
-    if (p_.privRows > 0 && key != privKey_) {
+    if (p_.privRows > 0 && t.slice != privKey_) {
       FlushPrivate();
-      privKey_ = key;
+      LoadPrivateValues(b, h);
+      privKey_ = t.slice;
       privB_ = b;
       privH_ = h;
     }
@@ -708,11 +701,24 @@ class MsdaBackwardKernel {
       const uint64_t w = LevelW(l);
       const uint64_t pix = LevelStart(l) + static_cast<uint64_t>(ip.GetValue(np + base + j)) * w;
       const int64_t x0 = ip.GetValue(base + j);
+      const bool priv = p_.privRows > 0 && LevelPriv(l);
       for (uint32_t yy = 0; yy < 2; ++yy) {
         const uint32_t bits = (static_cast<uint32_t>(code) >> (2 * yy)) & 3u;
         if (bits == 0) continue;
         const uint64_t rowPix = pix + yy * w;
         LocalTensor<T> dst = v[(j * 4 + 2 * yy) * cs];
+        if (priv) {  // the level's value slice is in UB: vector copies, no DMA
+          const uint32_t lrow = LevelPrivRow(l) + static_cast<uint32_t>(rowPix - LevelStart(l) + x0);
+          LocalTensor<T> src = valueUb_.Get<T>();
+          if (bits == 3) {
+            AscendC::DataCopy(dst, src[lrow * cs], 2 * cs);
+          } else if (bits == 1) {
+            AscendC::DataCopy(dst, src[lrow * cs], cs);
+          } else {
+            AscendC::DataCopy(v[(j * 4 + 2 * yy + 1) * cs], src[(lrow + 1) * cs], cs);
+          }
+          continue;
+        }
         if (bits == 3) {
           CopyChannelRows(dst, valueGm_[ValueRow(b, rowPix + x0, h)], 2, pairGap);
         } else if (bits == 1) {
@@ -769,10 +775,9 @@ class MsdaBackwardKernel {
         if (bits == 0) continue;
         const uint64_t lpix = (y0 + yy) * w;  // level-relative pixel of x = 0
         if (priv) {
-          const uint64_t hp = p_.deterministic ? 0 : h, hn = p_.deterministic ? 1 : p_.heads;
           for (uint32_t xx = 0; xx < 2; ++xx) {
             if (!((bits >> xx) & 1u)) continue;
-            const uint32_t prow = LevelPrivRow(l) + static_cast<uint32_t>((lpix + x0 + xx) * hn + hp);
+            const uint32_t prow = LevelPrivRow(l) + static_cast<uint32_t>(lpix + x0 + xx);
             LocalTensor<float> dst = priv_.Get<float>()[prow * cs];
             AscendC::Add(dst, dst, s[(j * 4 + 2 * yy + xx) * cs], static_cast<int32_t>(cs));
           }
@@ -798,22 +803,20 @@ class MsdaBackwardKernel {
   __aicore__ inline void FlushPrivate() {
     if (p_.privRows == 0 || privKey_ == kNoKey) return;
     const uint32_t C = p_.channels, cs = p_.cs;
-    const bool det = p_.deterministic;
-    const uint64_t hn = det ? 1 : p_.heads;
     LocalTensor<float> pv = priv_.Get<float>();
     AscendC::SetFlag<AscendC::HardEvent::V_MTE3>(EVENT_ID0);
     AscendC::WaitFlag<AscendC::HardEvent::V_MTE3>(EVENT_ID0);
     const uint32_t rowGap = (cs * 4 - AlignUp(C * 4, kUbBlock)) / kUbBlock;
-    const uint32_t gmGap = det ? (p_.heads - 1) * C * 4 : 0;
+    const uint32_t gmGap = (p_.heads - 1) * C * 4;  // one head of H per pixel
     AscendC::SetAtomicAdd<float>();
     for (uint32_t l = 0; l < p_.levels; ++l) {
       if (!LevelPriv(l)) continue;
-      const uint64_t rowsL = static_cast<uint64_t>(LevelH(l)) * LevelW(l) * hn;
-      const uint64_t gm0 = ValueRow(privB_, LevelStart(l), det ? privH_ : 0);
+      const uint64_t rowsL = static_cast<uint64_t>(LevelH(l)) * LevelW(l);
+      const uint64_t gm0 = ValueRow(privB_, LevelStart(l), privH_);
       const uint32_t ub0 = LevelPrivRow(l);
       for (uint64_t r0 = 0; r0 < rowsL; r0 += 4095) {
         const uint32_t n = static_cast<uint32_t>(Min64(4095, rowsL - r0));
-        const uint64_t gmRow = det ? r0 * p_.heads : r0;  // det: rows are one head of H
+        const uint64_t gmRow = r0 * p_.heads;
         AscendC::DataCopyExtParams cp{static_cast<uint16_t>(n), C * 4u, rowGap, gmGap, 0};
         AscendC::DataCopyPad(accGm_[gm0 + gmRow * C], pv[(ub0 + r0) * cs], cp);
       }
@@ -823,6 +826,27 @@ class MsdaBackwardKernel {
     AscendC::WaitFlag<AscendC::HardEvent::MTE3_V>(EVENT_ID0);
     AscendC::Duplicate(pv, 0.0f, static_cast<int32_t>(p_.privRows * cs));
     privKey_ = kNoKey;
+  }
+
+  // Reads the value slices [pixels][C] of head h of the privatised levels into UB (zero padded
+  // to cs): their corners are then copied inside UB instead of read by DMA.
+  __aicore__ inline void LoadPrivateValues(uint64_t b, uint64_t h) {
+    const uint32_t C = p_.channels;
+    LocalTensor<T> vu = valueUb_.Get<T>();
+    AscendC::SetFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID1);  // earlier copies out of vu are done
+    AscendC::WaitFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID1);
+    for (uint32_t l = 0; l < p_.levels; ++l) {
+      if (!LevelPriv(l)) continue;
+      const uint64_t rowsL = static_cast<uint64_t>(LevelH(l)) * LevelW(l);
+      const uint64_t gm0 = ValueRow(b, LevelStart(l), h);
+      for (uint64_t r0 = 0; r0 < rowsL; r0 += 4095) {
+        const uint32_t n = static_cast<uint32_t>(Min64(4095, rowsL - r0));
+        CopyChannelRows(vu[(LevelPrivRow(l) + r0) * p_.cs], valueGm_[gm0 + r0 * p_.heads * C], n,
+                        static_cast<uint64_t>(p_.heads - 1) * C * kSz);
+      }
+    }
+    AscendC::SetFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID1);
+    AscendC::WaitFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID1);
   }
 
   // ---- co-designed: per-point gradients of the tile ---------------------------------------------
@@ -898,8 +922,8 @@ class MsdaBackwardKernel {
   AscendC::TQue<AscendC::TPosition::VECIN, 1> inLoc_, inAttn_, inGo_, corners_;
   AscendC::TQue<AscendC::TPosition::VECOUT, 1> outLoc_, outAttn_, scatter_;
   AscendC::TBuf<AscendC::TPosition::VECCALC> levelsUb_, g32_, chunk_, chunkOut_, planes_, intPlanes_, locPlanes_,
-      masks_, deint_, inter_, bcast_, trans_, gl32_, corners32_, acc_, tr_, awB_, priv_, locF_, attnF_, outLocF_,
-      outAttnF_, prod_, slots_, reduceTmp_;
+      masks_, deint_, inter_, bcast_, trans_, gl32_, corners32_, acc_, tr_, awB_, priv_, valueUb_, locF_, attnF_,
+      outLocF_, outAttnF_, prod_, slots_, reduceTmp_;
   uint64_t privKey_ = kNoKey, privB_ = 0, privH_ = 0;
 };
 

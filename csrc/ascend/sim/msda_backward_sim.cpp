@@ -190,7 +190,7 @@ std::vector<int64_t> msda_backward_tiling_sim(const std::vector<int64_t>& dims, 
                             t.cs,
                             t.lps,
                             t.np,
-                            static_cast<int64_t>(t.numTiles),
+                            static_cast<int64_t>(t.sliceChunks),
                             t.blockNum,
                             static_cast<int64_t>(t.workspaceBytes)};
   for (const auto& l : levels) r.push_back(l.priv);

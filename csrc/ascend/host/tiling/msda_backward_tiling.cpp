@@ -44,10 +44,9 @@ uint32_t cs_of(const MsdaBwdProblem& p, MsdaBwdDtype d) {
 uint32_t np_of(uint32_t tile_rows, uint32_t lps) {
   return static_cast<uint32_t>(align_up(uint64_t(tile_rows) * lps, 64));
 }
-// Rows of the privatisation buffer a level needs: [pixels][heads][cs] (or [pixels][cs] when
-// deterministic: one (b, h) slice at a time).
-uint64_t priv_rows_of(const MsdaBwdLevelShape& l, uint32_t heads, bool deterministic) {
-  return l.height * l.width * (deterministic ? 1 : heads);
+// Channel rows of the privatisation buffers a level needs: [pixels][cs], one (b, h) at a time.
+uint64_t priv_rows_of(const MsdaBwdLevelShape& l) {
+  return l.height * l.width;
 }
 
 }  // namespace
@@ -77,7 +76,7 @@ uint64_t msda_backward_ub_bytes(const MsdaBwdProblem& p, MsdaBwdDtype dtype, Msd
     t += 2 * buf(4 * kMsdaBwdUnitPoints * 8 * 4);                   // partial sums, transposed sums
     t += buf(4 * G * 8 * 4);                                        // broadcast coefficients
     t += buf((4 * G * cs + slack) * 4);                             // scatter rows
-    if (priv_rows > 0) t += buf(uint64_t(priv_rows) * cs * 4);
+    if (priv_rows > 0) t += buf(uint64_t(priv_rows) * cs * 4) + buf(uint64_t(priv_rows) * cs * sz);  // grad, value
   } else {
     if (!f32) t += buf(TR * lps * 2 * 4) + buf(TR * lps * 4);  // fp32 locations, weights
     t += buf(TR * lps * 2 * 4) + buf(TR * lps * 4);            // fp32 results
@@ -142,8 +141,12 @@ bool compute_msda_backward_tiling(const MsdaBwdProblem& p, MsdaBwdDtype dtype, M
        << "-byte UB of an AI core";
     return fail(reason, os.str());
   }
-  // Rows per tile: spread over the blocks, at most kMaxTilePoints points.
-  uint64_t cap = deterministic ? p.num_queries : ceil_div(rows, blocks);
+  // Query chunks per (b, h) slice: about 8 units per block (1 when deterministic).
+  const uint64_t slices = p.batch * p.heads;
+  const uint64_t chunks = deterministic ? 1 : std::min<uint64_t>(p.num_queries, ceil_div(8ull * blocks, slices));
+  const uint64_t chunk_q = ceil_div(p.num_queries, chunks);
+  // Rows per tile: at most a chunk and kMaxTilePoints points.
+  uint64_t cap = chunk_q;
   cap = std::min<uint64_t>({cap, kMaxTileRows, std::max<uint64_t>(1, kMaxTilePoints / lps)});
   uint32_t tile = 1;
   for (uint32_t lo = 1, hi = static_cast<uint32_t>(cap); lo <= hi;) {
@@ -158,7 +161,7 @@ bool compute_msda_backward_tiling(const MsdaBwdProblem& p, MsdaBwdDtype dtype, M
   // UB privatisation (co-designed): smallest levels first while their slices fit, and only
   // levels a block is expected to hit with at least as many corner rows as the slice has rows
   // (else the one flush of the whole slice moves more than the scattered rows would).
-  const uint64_t rows_per_block = deterministic ? p.num_queries : ceil_div(rows, blocks);
+  const uint64_t rows_per_block = std::min<uint64_t>(p.num_queries, ceil_div(rows, blocks));
   const uint64_t corner_rows = 4 * uint64_t(p.points) * rows_per_block;
   std::vector<MsdaBwdLevel> lv(p.levels.size());
   for (size_t l = 0; l < p.levels.size(); ++l) {
@@ -169,11 +172,10 @@ bool compute_msda_backward_tiling(const MsdaBwdProblem& p, MsdaBwdDtype dtype, M
   if (design == kMsdaBwdCodesign) {
     std::vector<size_t> order(p.levels.size());
     std::iota(order.begin(), order.end(), size_t{0});
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-      return priv_rows_of(p.levels[a], p.heads, deterministic) < priv_rows_of(p.levels[b], p.heads, deterministic);
-    });
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return priv_rows_of(p.levels[a]) < priv_rows_of(p.levels[b]); });
     for (size_t l : order) {
-      const uint64_t need = priv_rows_of(p.levels[l], p.heads, deterministic);
+      const uint64_t need = priv_rows_of(p.levels[l]);
       if (need > corner_rows) continue;
       if (need + priv_rows > 0xffffffu || !fits(tile, group, static_cast<uint32_t>(priv_rows + need))) break;
       lv[l].priv = 1;
@@ -189,7 +191,8 @@ bool compute_msda_backward_tiling(const MsdaBwdProblem& p, MsdaBwdDtype dtype, M
   t.rows = rows;
   t.accElems = p.batch * p.num_keys * p.heads * p.channels;
   t.workspaceBytes = dtype == kMsdaBwdFloat32 ? 0 : t.accElems * 4;
-  t.numTiles = deterministic ? 0 : ceil_div(rows, tile);
+  t.sliceChunks = ceil_div(p.num_queries, chunk_q);
+  t.chunkQueries = chunk_q;
   t.heads = p.heads;
   t.channels = p.channels;
   t.levels = static_cast<uint32_t>(p.levels.size());

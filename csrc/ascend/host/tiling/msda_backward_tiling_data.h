@@ -13,14 +13,17 @@
 //   grad_sampling_locations and grad_attention_weights (same shapes) in the kernel dtype.
 //   A "row" is one (b, q, h): row r = (b * Nq + q) * H + h owns L*P points.
 //
-// Work split:
-//   deterministic = 0: blocks take contiguous ranges of row tiles (tileRows consecutive rows),
-//     tile t covers rows [t * tileRows, ...). grad_value is accumulated with DMA atomic adds.
-//   deterministic = 1: a "slice" is one (b, h); block i owns slices [i*S/n, (i+1)*S/n) with
-//     S = bs * H and walks the queries of each slice in order (tiles of tileRows queries, GM row
-//     step H). Every grad_value element is then accumulated by one block only, in an order fixed
-//     by the data: the result does not depend on the block count or the block order. At most
-//     bs * H blocks have work (the cost of the mode).
+// Work split: a "slice" is one (b, h), S = bs * H slices; its rows (b, q, h) are H rows apart
+// in GM. A unit is one query chunk of a slice (sliceChunks chunks of chunkQueries queries);
+// block i takes the units [i*U/n, (i+1)*U/n) of U = S * sliceChunks and walks each in tiles of
+// tileRows queries. Head-major units keep one head's small-level slices of value and grad_value
+// resident in UB (privatisation) for many queries.
+//   deterministic = 0: sliceChunks ~ 8 * blockNum / S; grad_value is accumulated with DMA
+//     atomic adds (blocks sharing a slice add to the same region; point groups are visited in an
+//     order rotated by the block index so they start on different levels).
+//   deterministic = 1: sliceChunks = 1: every grad_value element is accumulated by one block
+//     only, in an order fixed by the data: the result does not depend on the block count or the
+//     block order. At most bs * H blocks have work (the cost of the mode).
 //
 // grad_value accumulation: into grad_value itself for fp32, else into an fp32 GM workspace of
 // workspaceBytes bytes (kernel argument `workspace`) that the kernel casts into grad_value at the
@@ -61,7 +64,8 @@ struct MsdaBwdTiling {
   uint64_t rows;            // bs * Nq * H
   uint64_t accElems;        // bs * Nk * H * C: fp32 elements accumulated (grad_value or workspace)
   uint64_t workspaceBytes;  // fp32 workspace the launcher allocates (0 for fp32 data)
-  uint64_t numTiles;        // deterministic = 0: ceil(rows / tileRows); 1: unused (0)
+  uint64_t sliceChunks;     // query chunks per (b, h) slice (1 when deterministic)
+  uint64_t chunkQueries;    // queries per chunk (the last chunk of a slice may be shorter)
   uint32_t heads;           // H
   uint32_t channels;        // C
   uint32_t levels;          // L (MsdaBwdLevel entries after this header)
