@@ -244,6 +244,23 @@ class MsdaBackwardKernel {
   __aicore__ inline uint32_t LevelWord(uint32_t l, uint32_t word) {
     return levelsUb_.Get<uint32_t>().GetValue(l * kLevelWords + word);
   }
+  // The level of the current points, cached: consecutive points share it.
+  struct LevelInfo {
+    uint64_t start;
+    uint64_t width;
+    uint32_t privRow;
+    bool priv;
+  };
+  __aicore__ inline const LevelInfo& Level(uint32_t l) {
+    if (l != cachedLevel_) {
+      cached_.start = LevelStart(l);
+      cached_.width = LevelW(l);
+      cached_.priv = p_.privRows > 0 && LevelPriv(l);
+      cached_.privRow = LevelPrivRow(l);
+      cachedLevel_ = l;
+    }
+    return cached_;
+  }
   __aicore__ inline uint32_t LevelH(uint32_t l) { return LevelWord(l, 2); }
   __aicore__ inline uint32_t LevelW(uint32_t l) { return LevelWord(l, 3); }
   __aicore__ inline bool LevelPriv(uint32_t l) { return LevelWord(l, 4) != 0; }
@@ -685,30 +702,43 @@ class MsdaBackwardKernel {
     const uint32_t G = p_.group, cs = p_.cs, C = p_.channels, np = p_.np;
     const uint32_t base = i * p_.lps + j0;  // plane index of the group's first point
     LocalTensor<int32_t> ip = intPlanes_.Get<int32_t>();
-    bool any = false;
-    for (uint32_t j = 0; j < G; ++j) any = any || (j0 + j < p_.lp && ip.GetValue(2 * np + base + j) != 0);
+    // The group's scalars, read from UB once: corner code, x0, y0 per point.
+    const uint32_t n = j0 < p_.lp ? (p_.lp - j0 < G ? p_.lp - j0 : G) : 0;
+    int32_t codes[kBwdUnit], xs[kBwdUnit], ys[kBwdUnit];
+    bool any = false, partial = false;
+    for (uint32_t j = 0; j < n; ++j) {
+      codes[j] = ip.GetValue(2 * np + base + j);
+      if (codes[j] == 0) continue;
+      xs[j] = ip.GetValue(base + j);
+      ys[j] = ip.GetValue(np + base + j);
+      any = true;
+      partial = partial || codes[j] != 15;
+    }
     if (!any) return;  // acc stays zero for these points
     // Corner rows: the x0 and x1 pixels of a row with one strided DMA when both are inside.
+    // Rows of corners outside the map must read as zero; the other unread rows (dropped or
+    // padding points) only feed results that Gradients() masks or CopyOut() never writes.
     LocalTensor<T> v = corners_.template AllocTensor<T>();
-    ZeroFill(v, 4 * G * cs);
-    AscendC::SetFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);
-    AscendC::WaitFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);
+    if (partial) {
+      ZeroFill(v, 4 * G * cs);
+      AscendC::SetFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);
+      AscendC::WaitFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);
+    }
     const uint64_t pairGap = (static_cast<uint64_t>(p_.heads) - 1) * C * kSz;
-    for (uint32_t j = 0; j < G && j0 + j < p_.lp; ++j) {
-      const int32_t code = ip.GetValue(2 * np + base + j);
+    for (uint32_t j = 0; j < n; ++j) {
+      const int32_t code = codes[j];
       if (code == 0) continue;
-      const uint32_t l = (j0 + j) / p_.points;
-      const uint64_t w = LevelW(l);
-      const uint64_t pix = LevelStart(l) + static_cast<uint64_t>(ip.GetValue(np + base + j)) * w;
-      const int64_t x0 = ip.GetValue(base + j);
-      const bool priv = p_.privRows > 0 && LevelPriv(l);
+      const LevelInfo& lv = Level((j0 + j) / p_.points);
+      const uint64_t w = lv.width;
+      const uint64_t pix = lv.start + static_cast<uint64_t>(ys[j]) * w;
+      const int64_t x0 = xs[j];
       for (uint32_t yy = 0; yy < 2; ++yy) {
         const uint32_t bits = (static_cast<uint32_t>(code) >> (2 * yy)) & 3u;
         if (bits == 0) continue;
         const uint64_t rowPix = pix + yy * w;
         LocalTensor<T> dst = v[(j * 4 + 2 * yy) * cs];
-        if (priv) {  // the level's value slice is in UB: vector copies, no DMA
-          const uint32_t lrow = LevelPrivRow(l) + static_cast<uint32_t>(rowPix - LevelStart(l) + x0);
+        if (lv.priv) {  // the level's value slice is in UB: vector copies, no DMA
+          const uint32_t lrow = lv.privRow + static_cast<uint32_t>(rowPix - lv.start + x0);
           LocalTensor<T> src = valueUb_.Get<T>();
           if (bits == 3) {
             AscendC::DataCopy(dst, src[lrow * cs], 2 * cs);
@@ -762,28 +792,26 @@ class MsdaBackwardKernel {
     const uint32_t rowGap = (cs * 4 - AlignUp(C * 4, kUbBlock)) / kUbBlock;  // UB gap between rows
     const uint64_t pairGapF = (static_cast<uint64_t>(p_.heads) - 1) * C * 4;
     AscendC::SetAtomicAdd<float>();
-    for (uint32_t j = 0; j < G && j0 + j < p_.lp; ++j) {
-      const int32_t code = ip.GetValue(2 * np + base + j);
+    for (uint32_t j = 0; j < n; ++j) {
+      const int32_t code = codes[j];
       if (code == 0) continue;
-      const uint32_t l = (j0 + j) / p_.points;
-      const uint64_t w = LevelW(l);
-      const uint64_t y0 = static_cast<uint64_t>(ip.GetValue(np + base + j));
-      const int64_t x0 = ip.GetValue(base + j);
-      const bool priv = p_.privRows > 0 && LevelPriv(l);
+      const LevelInfo& lv = Level((j0 + j) / p_.points);
+      const uint64_t w = lv.width;
+      const uint64_t y0 = static_cast<uint64_t>(ys[j]);
+      const int64_t x0 = xs[j];
+      const bool priv = lv.priv;
       for (uint32_t yy = 0; yy < 2; ++yy) {
         const uint32_t bits = (static_cast<uint32_t>(code) >> (2 * yy)) & 3u;
         if (bits == 0) continue;
         const uint64_t lpix = (y0 + yy) * w;  // level-relative pixel of x = 0
-        if (priv) {
-          for (uint32_t xx = 0; xx < 2; ++xx) {
-            if (!((bits >> xx) & 1u)) continue;
-            const uint32_t prow = LevelPrivRow(l) + static_cast<uint32_t>(lpix + x0 + xx);
-            LocalTensor<float> dst = priv_.Get<float>()[prow * cs];
-            AscendC::Add(dst, dst, s[(j * 4 + 2 * yy + xx) * cs], static_cast<int32_t>(cs));
-          }
+        if (priv) {                           // UB accumulation; x0 and x1 are adjacent rows on both sides: one Add
+          const uint32_t xx = bits == 2 ? 1 : 0;
+          const uint32_t prow = lv.privRow + static_cast<uint32_t>(lpix + x0 + xx);
+          LocalTensor<float> dst = priv_.Get<float>()[prow * cs];
+          AscendC::Add(dst, dst, s[(j * 4 + 2 * yy + xx) * cs], static_cast<int32_t>((bits == 3 ? 2 : 1) * cs));
           continue;
         }
-        const uint64_t pix = LevelStart(l) + lpix + x0;
+        const uint64_t pix = lv.start + lpix + x0;
         if (bits == 3) {
           AscendC::DataCopyExtParams cp{2, C * 4u, rowGap, static_cast<uint32_t>(pairGapF), 0};
           AscendC::DataCopyPad(accGm_[ValueRow(b, pix, h)], s[(j * 4 + 2 * yy) * cs], cp);
@@ -925,6 +953,8 @@ class MsdaBackwardKernel {
       masks_, deint_, inter_, bcast_, trans_, gl32_, corners32_, acc_, tr_, awB_, priv_, valueUb_, locF_, attnF_,
       outLocF_, outAttnF_, prod_, slots_, reduceTmp_;
   uint64_t privKey_ = kNoKey, privB_ = 0, privH_ = 0;
+  LevelInfo cached_ = {0, 0, 0, false};
+  uint32_t cachedLevel_ = ~0u;
 };
 
 }  // namespace npu_ops_kernels
