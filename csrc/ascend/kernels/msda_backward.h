@@ -66,6 +66,8 @@ struct MsdaBwdPlan {
     np = NPU_OPS_TILING_U32(rd, MsdaBwdTiling, np);
     group = NPU_OPS_TILING_U32(rd, MsdaBwdTiling, group);
     privRows = NPU_OPS_TILING_U32(rd, MsdaBwdTiling, privRows);
+    tablesOffset = NPU_OPS_TILING_U32(rd, MsdaBwdTiling, tablesOffset);
+    tablesWords = NPU_OPS_TILING_U32(rd, MsdaBwdTiling, tablesWords);
     deterministic = NPU_OPS_TILING_U32(rd, MsdaBwdTiling, deterministic) != 0;
     blockIdx = static_cast<uint32_t>(AscendC::GetBlockIdx());
     blockNum = static_cast<uint32_t>(AscendC::GetBlockNum());
@@ -77,7 +79,8 @@ struct MsdaBwdPlan {
   uint64_t batch = 0, numKeys = 0, numQueries = 0, rows = 0, accElems = 0, sliceChunks = 1, chunkQueries = 1;
   uint64_t unitBegin = 0, unitEnd = 0;  // units: (slice, query chunk), slice = (b, h)
   uint32_t heads = 1, channels = 1, levels = 1, points = 1, lp = 1, lps = 16, cs = 8;
-  uint32_t tileRows = 1, np = 64, group = 16, privRows = 0, blockIdx = 0, blockNum = 1;
+  uint32_t tileRows = 1, np = 64, group = 16, privRows = 0, tablesOffset = 0, tablesWords = 0, blockIdx = 0,
+           blockNum = 1;
   bool deterministic = false;
 };
 
@@ -154,6 +157,9 @@ class MsdaBackwardKernel {
     const uint32_t TR = p_.tileRows, lps = p_.lps, cs = p_.cs;
     levelsGm_.SetGlobalBuffer(reinterpret_cast<__gm__ uint32_t*>(tiling + sizeof(MsdaBwdTiling)),
                               p_.levels * kLevelWords);
+    if constexpr (kCodesign) {
+      tablesGm_.SetGlobalBuffer(reinterpret_cast<__gm__ uint32_t*>(tiling), p_.tablesOffset / 4 + p_.tablesWords);
+    }
     pipe_.InitBuffer(levelsUb_, AlignUp(p_.levels * sizeof(MsdaBwdLevel), kUbBlock));
     pipe_.InitBuffer(inLoc_, 1, TR * lps * 2 * kSz);
     pipe_.InitBuffer(inAttn_, 1, TR * lps * kSz);
@@ -521,52 +527,33 @@ class MsdaBackwardKernel {
   // ---- co-designed: tables built once per block -----------------------------------------------
   __aicore__ inline void BuildTables() {
     const uint32_t np = p_.np, lps = p_.lps, TR = p_.tileRows, G = p_.group;
-    const uint32_t used = TR * lps;
     LocalTensor<float> planes = planes_.Get<float>();
     LocalTensor<float> W = planes[kW * np], Hl = planes[kH * np];
     AscendC::Duplicate(planes[kOnes * np], 1.0f, static_cast<int32_t>(np));
     AscendC::Duplicate(W, -1.0f, static_cast<int32_t>(np));  // padding points: W = H = -1 never pass
     AscendC::Duplicate(Hl, -1.0f, static_cast<int32_t>(np));
     if (p_.privRows > 0) AscendC::Duplicate(priv_.Get<float>(), 0.0f, static_cast<int32_t>(p_.privRows * p_.cs));
-    SyncVToS();
-    for (uint32_t j = 0; j < p_.lp; ++j) {
-      const uint32_t l = j / p_.points;
-      W.SetValue(j, static_cast<float>(LevelW(l)));
-      Hl.SetValue(j, static_cast<float>(LevelH(l)));
-    }
-    // Gather tables (byte offsets). deint: loc (x, y) pairs -> x plane | y plane (data dtype).
-    LocalTensor<uint32_t> deint = deint_.Get<uint32_t>();
-    for (uint32_t i = 0; i < np; ++i) {
-      deint.SetValue(i, i < used ? i * 2 * kSz : 0u);
-      deint.SetValue(np + i, i < used ? (i * 2 + 1) * kSz : 0u);
-    }
-    // inter: fp32 grad_x plane | grad_y plane -> (x, y) pairs.
-    LocalTensor<uint32_t> inter = inter_.Get<uint32_t>();
-    for (uint32_t i = 0; i < used; ++i) {
-      inter.SetValue(2 * i, i * 4);
-      inter.SetValue(2 * i + 1, (np + i) * 4);
-    }
-    // bcast: aw planes (k, point) -> [point * 4 + k][8 lanes] of one group.
-    LocalTensor<uint32_t> bcast = bcast_.Get<uint32_t>();
-    for (uint32_t j = 0; j < G; ++j) {
-      for (uint32_t k = 0; k < 4; ++k) {
-        for (uint32_t lane = 0; lane < 8; ++lane) bcast.SetValue((j * 4 + k) * 8 + lane, (k * np + j) * 4);
-      }
-    }
-    // trans: 8-lane partial sums [point * 4 + k][lane] of a unit -> [lane][k][point].
-    LocalTensor<uint32_t> trans = trans_.Get<uint32_t>();
-    for (uint32_t lane = 0; lane < 8; ++lane) {
-      for (uint32_t k = 0; k < 4; ++k) {
-        for (uint32_t j = 0; j < kBwdUnit; ++j) {
-          trans.SetValue(lane * 4 * kBwdUnit + k * kBwdUnit + j, ((j * 4 + k) * 8 + lane) * 4);
-        }
-      }
-    }
-    SyncSToV();
+    AscendC::SetFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);
+    AscendC::WaitFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);
+    // The host built the tables (msda_backward_tiling_blob): one DMA each.
+    uint32_t off = p_.tablesOffset / 4;
+    LoadTable(W.ReinterpretCast<uint32_t>(), &off, lps);  // W_l per point of a row, -1 for padding
+    LoadTable(Hl.ReinterpretCast<uint32_t>(), &off, lps);
+    LoadTable(deint_.Get<uint32_t>(), &off, 2 * np);
+    LoadTable(inter_.Get<uint32_t>(), &off, 2 * TR * lps);
+    LoadTable(bcast_.Get<uint32_t>(), &off, 4 * G * 8);
+    LoadTable(trans_.Get<uint32_t>(), &off, 4 * kBwdUnit * 8);
+    AscendC::SetFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID0);
+    AscendC::WaitFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID0);
     for (uint32_t r = 1; r < TR; ++r) {  // the level sizes repeat for every row of the tile
       AscendC::DataCopy(W[r * lps], W, lps);
       AscendC::DataCopy(Hl[r * lps], Hl, lps);
     }
+  }
+
+  __aicore__ inline void LoadTable(const LocalTensor<uint32_t>& dst, uint32_t* wordOffset, uint32_t words) {
+    AscendC::DataCopy(dst, tablesGm_[*wordOffset], words);
+    *wordOffset += words;
   }
 
   // ---- co-designed: coordinates of every point of the tile ------------------------------------
@@ -946,7 +933,7 @@ class MsdaBackwardKernel {
   MsdaBwdPlan p_;
   GlobalTensor<T> gradOutGm_, valueGm_, locGm_, attnGm_, gradValueGm_, gradLocGm_, gradAttnGm_;
   GlobalTensor<float> accGm_;
-  GlobalTensor<uint32_t> levelsGm_;
+  GlobalTensor<uint32_t> levelsGm_, tablesGm_;
   AscendC::TQue<AscendC::TPosition::VECIN, 1> inLoc_, inAttn_, inGo_, corners_;
   AscendC::TQue<AscendC::TPosition::VECOUT, 1> outLoc_, outAttn_, scatter_;
   AscendC::TBuf<AscendC::TPosition::VECCALC> levelsUb_, g32_, chunk_, chunkOut_, planes_, intPlanes_, locPlanes_,

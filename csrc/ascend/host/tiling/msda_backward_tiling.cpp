@@ -209,16 +209,50 @@ bool compute_msda_backward_tiling(const MsdaBwdProblem& p, MsdaBwdDtype dtype, M
   t.dtype = dtype;
   t.blockNum = blocks;
   t.ubBytes = static_cast<uint32_t>(msda_backward_ub_bytes(p, dtype, design, tile, group, priv_rows));
+  if (design == kMsdaBwdCodesign) {
+    t.tablesOffset = static_cast<uint32_t>(align_up(sizeof(MsdaBwdTiling) + lv.size() * sizeof(MsdaBwdLevel), kB));
+    t.tablesWords = 2 * lps + 2 * t.np + 2 * tile * lps + 4 * group * 8 + 4 * kMsdaBwdUnitPoints * 8;
+  }
   *out = t;
   *levels = lv;
   return true;
 }
 
 std::vector<uint8_t> msda_backward_tiling_blob(const MsdaBwdTiling& t, const std::vector<MsdaBwdLevel>& levels) {
-  std::vector<uint8_t> blob(sizeof(MsdaBwdTiling) + levels.size() * sizeof(MsdaBwdLevel));
+  const size_t head = sizeof(MsdaBwdTiling) + levels.size() * sizeof(MsdaBwdLevel);
+  std::vector<uint8_t> blob(t.tablesWords > 0 ? t.tablesOffset + t.tablesWords * 4ull : head, 0);
   std::memcpy(blob.data(), &t, sizeof(MsdaBwdTiling));
   if (!levels.empty())
     std::memcpy(blob.data() + sizeof(MsdaBwdTiling), levels.data(), levels.size() * sizeof(MsdaBwdLevel));
+  if (t.tablesWords == 0) return blob;
+  // The co-designed kernel's index tables (see msda_backward_tiling_data.h).
+  std::vector<uint32_t> w;
+  const uint32_t lps = t.lps, np = t.np, used = t.tileRows * lps, sz = t.dtype == kMsdaBwdFloat32 ? 4 : 2;
+  auto push_float = [&](float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    w.push_back(u);
+  };
+  for (uint32_t j = 0; j < lps; ++j) push_float(j < t.lp ? static_cast<float>(levels[j / t.points].width) : -1.0f);
+  for (uint32_t j = 0; j < lps; ++j) push_float(j < t.lp ? static_cast<float>(levels[j / t.points].height) : -1.0f);
+  for (uint32_t c = 0; c < 2; ++c) {
+    for (uint32_t i = 0; i < np; ++i) w.push_back(i < used ? (i * 2 + c) * sz : 0u);
+  }
+  for (uint32_t i = 0; i < used; ++i) {
+    w.push_back(i * 4);
+    w.push_back((np + i) * 4);
+  }
+  for (uint32_t j = 0; j < t.group; ++j) {
+    for (uint32_t k = 0; k < 4; ++k) {
+      for (uint32_t lane = 0; lane < 8; ++lane) w.push_back((k * np + j) * 4);
+    }
+  }
+  for (uint32_t lane = 0; lane < 8; ++lane) {
+    for (uint32_t k = 0; k < 4; ++k) {
+      for (uint32_t j = 0; j < kMsdaBwdUnitPoints; ++j) w.push_back(((j * 4 + k) * 8 + lane) * 4);
+    }
+  }
+  std::memcpy(blob.data() + t.tablesOffset, w.data(), w.size() * 4);  // w.size() == tablesWords
   return blob;
 }
 

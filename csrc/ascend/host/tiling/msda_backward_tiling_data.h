@@ -3,7 +3,14 @@
 // The host-side tiling functions are in msda_backward_tiling.h.
 //
 // The tiling buffer (the kernels' last GM argument) is a MsdaBwdTiling header followed by
-// `levels` MsdaBwdLevel entries (msda_backward_tiling_blob() builds it). Layout rules as for the
+// `levels` MsdaBwdLevel entries and, for the co-designed kernel, at tablesOffset, its index
+// tables (uint32 words, built on the host so no core spends scalar cycles on them):
+//   W row [lps] (float: W_l of point j of a row, -1 for padding points), H row [lps],
+//   deint [2 np] (byte offsets: (x, y) pairs -> x plane | y plane, in the data dtype),
+//   inter [2 tileRows lps] (fp32 grad_x plane | grad_y plane -> (x, y) pairs),
+//   bcast [4 group 8] (coefficient planes -> [point * 4 + corner][8 lanes]),
+//   trans [4 * 16 * 8] ([point * 4 + corner][lane] partial sums of a unit -> [lane][corner][point]).
+// msda_backward_tiling_blob() builds the whole buffer. Layout rules as for the
 // Chorus tilings: uint64_t fields first, then uint32_t, sizes multiples of 8 bytes; the kernel
 // reads the words with GlobalTensor<uint32_t>::GetValue.
 //
@@ -77,11 +84,14 @@ struct MsdaBwdTiling {
   uint32_t np;              // tileRows * lps rounded up to 64 (length of the per-point planes)
   uint32_t group;           // codesign: points per corner group (16, 8, 4 or 2; divides 16)
   uint32_t privRows;        // codesign: channel rows of the UB privatisation buffer (0: none)
+  uint32_t tablesOffset;    // codesign: byte offset of the index tables in the tiling buffer (32 B aligned)
+  uint32_t tablesWords;     // codesign: 32-bit words of the index tables (0 for naive)
   uint32_t design;          // MsdaBwdDesign
   uint32_t deterministic;   // 0 / 1
   uint32_t dtype;           // MsdaBwdDtype
   uint32_t blockNum;        // blocks the tiling was computed for (launch exactly this many)
   uint32_t ubBytes;         // UB bytes the kernel allocates
+  uint32_t reserved;        // keeps the size a multiple of 8
 };
 static_assert(sizeof(MsdaBwdTiling) % 8 == 0, "tiling size must be a multiple of 8");
 
