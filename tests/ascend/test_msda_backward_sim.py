@@ -195,9 +195,29 @@ def test_low_precision(dtype, design):
         assert stats["atomic_bytes"] > 0
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("deterministic", [False, True], ids=["atomic", "deterministic"])
+def test_gm_and_ub_scatter_paths(dtype, deterministic):
+    """A level too big (or too rarely hit) to privatise next to one that is privatised: the
+    co-designed kernel's GM atomic (x0, x1) pairs and its UB accumulation in one launch."""
+    levels, nq = [(24, 31), (3, 5)], 12
+    t = sim.msda_backward_tiling(
+        bs=2, num_queries=nq, heads=2, channels=24, points=3, levels=levels, dtype=dtype,
+        deterministic=deterministic, block_num=4,
+    )  # fmt: skip
+    assert t["priv_levels"] == [0, 1]
+    inp = make_msda_inputs(2, nq, 2, 24, levels, 3, dtype=dtype, seed=45)
+    grad_out = make_grad_output(inp, seed=46)
+    _check(inp, grad_out, _run(inp, grad_out, block_num=4, deterministic=deterministic), dtype)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_deterministic_bit_identical(dtype):
-    inp = make_msda_inputs(2, 40, 3, 16, LEVELS_4, 4, dtype=dtype, seed=50)
+    levels = [(24, 31), (6, 4), (3, 2)]  # GM atomics for the first level, UB for the others
+    assert sim.msda_backward_tiling(
+        bs=2, num_queries=40, heads=3, channels=16, points=4, levels=levels, dtype=dtype, deterministic=True
+    )["priv_levels"] == [0, 1, 1]
+    inp = make_msda_inputs(2, 40, 3, 16, levels, 4, dtype=dtype, seed=50)
     grad_out = make_grad_output(inp, seed=51)
     first = _run(inp, grad_out, deterministic=True, block_num=1)
     _check(inp, grad_out, first, dtype)

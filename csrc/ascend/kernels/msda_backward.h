@@ -14,18 +14,30 @@
 // then (fp16/bf16) SyncAll and cast its slice of the workspace into grad_value.
 // grad_loc / grad_attn rows are owned by one block and written once, without atomics.
 //
-// Two designs (../host/tiling/msda_backward_tiling_data.h):
+// Work: units of (b, h) slice x query chunk (msda_backward_tiling_data.h), tiles of tileRows
+// queries of one head; each row (b, q, h) has L*P points padded to a multiple of 16.
+//
+// Two designs, same work split:
 //  * naive (kMsdaBwdNaive): scalar coordinate math per point, one DMA per corner read, one
 //    atomic-add DMA per corner written, dot products with Mul + ReduceSum per corner.
-//  * co-designed (kMsdaBwdCodesign): coordinate math vectorised over every point of a tile
-//    (Compare/Select validity that also rejects NaN/Inf, floor by Cast with the correction for a
-//    result above x), the two horizontally adjacent corners of a row read with one strided DMA
-//    and added to grad_value with one strided atomic DMA, corner dot products for a whole point
-//    group with two repeat-form instructions per 8 corner rows plus a Gather transpose, scatter
-//    rows A*w_k*g built for a group with one broadcast Gather and one repeat-form Mul, small
-//    levels accumulated in a UB copy of their grad_value slice (flushed once per batch, or per
-//    (b, h) slice in deterministic mode), and rows / point groups visited in an order rotated by
-//    the block index so that concurrently active cores add to different heads and levels.
+//  * co-designed (kMsdaBwdCodesign):
+//    - coordinate math vectorised over every point of a tile (Compare/Select validity that also
+//      rejects NaN/Inf, floor by Cast with a correction where the result exceeds x, masked
+//      bilinear weights, a 4-bit corner code per point for the scalar unit);
+//    - the two horizontally adjacent corners of a row read with one strided DMA and added to
+//      grad_value with one strided atomic DMA (x0 and x1 are H*C elements apart in GM);
+//    - small levels (chosen by the tiling) keep one head's value slice and an fp32 grad_value
+//      slice in UB while a block works on that (b, h): their corners are copied inside UB and
+//      their contributions added inside UB (privatisation), flushed with one atomic DMA per
+//      4095 rows when the block moves to another slice;
+//    - corner dot products of a 16-point group: one repeat-form Mul per 64 channels (all corner
+//      rows as repeats), one repeat-form Add per 8 corner rows into 8-lane partial sums, one
+//      Gather transpose and three folding Adds per 16 points;
+//    - scatter rows A*w_k*g of a group: one broadcast Gather of the coefficients and one
+//      repeat-form Mul per 64 channels;
+//    - point groups visited in an order rotated by the block index (not in deterministic mode)
+//      so that blocks sharing a slice start on different levels;
+//    - index tables for the Gathers built by the host into the tiling buffer.
 #pragma once
 
 #include "../host/tiling/msda_backward_tiling_data.h"
