@@ -227,6 +227,19 @@ def test_deterministic_bit_identical(dtype):
             assert torch.equal(a, b), f"block_num={block_num} seed={seed}: not bit-identical"
 
 
+@pytest.mark.parametrize("design", DESIGNS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+def test_ub_plan_matches_kernel(design, dtype):
+    """The host's UB plan (msda_backward_ub_bytes) is exactly what the kernel allocates."""
+    levels = [(24, 31), (3, 5)]
+    inp = make_msda_inputs(2, 12, 2, 24, levels, 3, dtype=dtype, seed=47)
+    _run(inp, make_grad_output(inp), design=design, block_num=4)
+    t = sim.msda_backward_tiling(
+        bs=2, num_queries=12, heads=2, channels=24, points=3, levels=levels, dtype=dtype, design=design, block_num=4
+    )
+    assert sim.last_stats()["ub_peak_bytes"] == t["ub_bytes"]
+
+
 def test_codesign_moves_less_than_naive():
     """The co-designed kernel reads and scatters with fewer DMA instructions (merged x0/x1 rows,
     UB privatisation of the small levels)."""

@@ -197,6 +197,7 @@ class MsdaBackwardKernel {
       pipe_.InitBuffer(acc_, 4 * kBwdUnit * 8 * 4);
       pipe_.InitBuffer(tr_, 4 * kBwdUnit * 8 * 4);
       pipe_.InitBuffer(awB_, 4 * G * 8 * 4);
+      pipe_.InitBuffer(gRep_, 64 * 4);
       pipe_.InitBuffer(scatter_, 1, (4 * G * cs + kBwdSlack) * 4);
       if (p_.privRows > 0) {
         pipe_.InitBuffer(priv_, p_.privRows * cs * 4);
@@ -676,6 +677,9 @@ class MsdaBackwardKernel {
     }
     const uint32_t G = p_.group, groups = kBwdUnit / G;
     LocalTensor<float> planes = planes_.Get<float>();
+    if (Packed()) {  // g repeated to one 64-lane repeat
+      for (uint32_t c0 = 0; c0 < 64; c0 += p_.cs) AscendC::DataCopy(gRep_.Get<float>()[c0], g[i * p_.cs], p_.cs);
+    }
     LocalTensor<float> acc = acc_.Get<float>();
     LocalTensor<float> tr = tr_.Get<float>();
     for (uint32_t u = 0; u * kBwdUnit < p_.lps; ++u) {
@@ -760,12 +764,18 @@ class MsdaBackwardKernel {
     corners_.EnQue(v);
     v = corners_.template DeQue<T>();
     LocalTensor<float> v32 = LoadF32(v, Corners32(), 4 * G * cs);
-    // v32 *= g (row broadcast), 64 channels per instruction, every corner row as one repeat.
+    // v32 *= g (row broadcast): rows of cs in {8, 16, 32} channels are packed 64 / cs to a
+    // repeat against g repeated in gRep; else 64 channels per instruction, a row per repeat.
     const uint8_t rowBlocks = static_cast<uint8_t>(cs / 8);
-    for (uint32_t c0 = 0; c0 < cs; c0 += 64) {
-      const uint64_t mask = cs - c0 < 64 ? cs - c0 : 64;
-      AscendC::Mul(v32[c0], v32[c0], gRow[c0], mask, static_cast<int32_t>(4 * G),
-                   AscendC::BinaryRepeatParams(1, 1, 1, rowBlocks, rowBlocks, 0));
+    if (Packed()) {
+      AscendC::Mul(v32, v32, gRep_.Get<float>(), static_cast<uint64_t>(64), static_cast<int32_t>(4 * G * cs / 64),
+                   AscendC::BinaryRepeatParams(1, 1, 1, 8, 8, 0));
+    } else {
+      for (uint32_t c0 = 0; c0 < cs; c0 += 64) {
+        const uint64_t mask = cs - c0 < 64 ? cs - c0 : 64;
+        AscendC::Mul(v32[c0], v32[c0], gRow[c0], mask, static_cast<int32_t>(4 * G),
+                     AscendC::BinaryRepeatParams(1, 1, 1, rowBlocks, rowBlocks, 0));
+      }
     }
     // 8-lane partial sums of 8 corner rows per instruction: repeat c adds block c of each row.
     LocalTensor<float> acc = acc_.Get<float>();
@@ -854,6 +864,9 @@ class MsdaBackwardKernel {
     AscendC::Duplicate(pv, 0.0f, static_cast<int32_t>(p_.privRows * cs));
     privKey_ = kNoKey;
   }
+
+  // Corner rows short enough to pack several into one 64-lane fp32 repeat.
+  __aicore__ inline bool Packed() const { return p_.cs <= 32 && 64 % p_.cs == 0; }
 
   // Reads the value slices [pixels][C] of head h of the privatised levels into UB (zero padded
   // to cs): their corners are then copied inside UB instead of read by DMA.
@@ -949,7 +962,7 @@ class MsdaBackwardKernel {
   AscendC::TQue<AscendC::TPosition::VECIN, 1> inLoc_, inAttn_, inGo_, corners_;
   AscendC::TQue<AscendC::TPosition::VECOUT, 1> outLoc_, outAttn_, scatter_;
   AscendC::TBuf<AscendC::TPosition::VECCALC> levelsUb_, g32_, chunk_, chunkOut_, planes_, intPlanes_, locPlanes_,
-      masks_, deint_, inter_, bcast_, trans_, gl32_, corners32_, acc_, tr_, awB_, priv_, valueUb_, locF_, attnF_,
+      masks_, deint_, inter_, bcast_, trans_, gl32_, corners32_, acc_, tr_, awB_, gRep_, priv_, valueUb_, locF_, attnF_,
       outLocF_, outAttnF_, prod_, slots_, reduceTmp_;
   uint64_t privKey_ = kNoKey, privB_ = 0, privH_ = 0;
   LevelInfo cached_ = {0, 0, 0, false};
