@@ -192,13 +192,14 @@ class MsdaBackwardKernel {
       pipe_.InitBuffer(bcast_, 4 * G * 8 * 4);
       pipe_.InitBuffer(trans_, 4 * kBwdUnit * 8 * 4);
       if constexpr (!kF32) pipe_.InitBuffer(gl32_, TR * lps * 2 * 4);
-      pipe_.InitBuffer(corners_, 1, (4 * G * cs + kBwdSlack) * kSz);
+      // Two buffers each: the next group's corner DMAs and scatter rows overlap this group's work.
+      pipe_.InitBuffer(corners_, 2, (4 * G * cs + kBwdSlack) * kSz);
       if constexpr (!kF32) pipe_.InitBuffer(corners32_, (4 * G * cs + kBwdSlack) * 4);
       pipe_.InitBuffer(acc_, 4 * kBwdUnit * 8 * 4);
       pipe_.InitBuffer(tr_, 4 * kBwdUnit * 8 * 4);
       pipe_.InitBuffer(awB_, 4 * G * 8 * 4);
       pipe_.InitBuffer(gRep_, 64 * 4);
-      pipe_.InitBuffer(scatter_, 1, (4 * G * cs + kBwdSlack) * 4);
+      pipe_.InitBuffer(scatter_, 2, (4 * G * cs + kBwdSlack) * 4);
       if (p_.privRows > 0) {
         pipe_.InitBuffer(priv_, p_.privRows * cs * 4);
         pipe_.InitBuffer(valueUb_, p_.privRows * cs * kSz);

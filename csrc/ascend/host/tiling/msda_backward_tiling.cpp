@@ -71,12 +71,12 @@ uint64_t msda_backward_ub_bytes(const MsdaBwdProblem& p, MsdaBwdDtype dtype, Msd
     t += buf(2 * np * 4) + buf(TR * lps * 2 * 4);                   // de-interleave, interleave tables
     t += buf(4 * G * 8 * 4) + buf(4 * kMsdaBwdUnitPoints * 8 * 4);  // broadcast, transpose tables
     if (!f32) t += buf(TR * lps * 2 * 4);                           // grad_loc fp32
-    t += buf((4 * G * cs + slack) * sz);                            // corner rows
+    t += 2 * buf((4 * G * cs + slack) * sz);                        // corner rows, double-buffered
     if (!f32) t += buf((4 * G * cs + slack) * 4);                   // corner rows fp32
     t += 2 * buf(4 * kMsdaBwdUnitPoints * 8 * 4);                   // partial sums, transposed sums
     t += buf(4 * G * 8 * 4);                                        // broadcast coefficients
     t += buf(64 * 4);                                               // g repeated to 64 lanes
-    t += buf((4 * G * cs + slack) * 4);                             // scatter rows
+    t += 2 * buf((4 * G * cs + slack) * 4);                         // scatter rows, double-buffered
     if (priv_rows > 0) t += buf(uint64_t(priv_rows) * cs * 4) + buf(uint64_t(priv_rows) * cs * sz);  // grad, value
   } else {
     if (!f32) t += buf(TR * lps * 2 * 4) + buf(TR * lps * 4);  // fp32 locations, weights
