@@ -17,6 +17,7 @@ constexpr uint64_t kB = 32;
 constexpr uint32_t kMaxBlocks = 65535;
 constexpr uint32_t kMaxTileRows = 4095;       // DataCopyPad blockCount
 constexpr uint32_t kMaxTilePoints = 256;      // points per tile (length of the per-point planes)
+constexpr uint32_t kMinTilePoints = 64;       // tile size kept when UB is shared with privatisation
 constexpr uint64_t kMaxLevelSide = 1u << 24;  // level sides stay exact in fp32
 
 uint64_t ceil_div(uint64_t a, uint64_t b) {
@@ -149,19 +150,25 @@ bool compute_msda_backward_tiling(const MsdaBwdProblem& p, MsdaBwdDtype dtype, M
   // Rows per tile: at most a chunk and kMaxTilePoints points.
   uint64_t cap = chunk_q;
   cap = std::min<uint64_t>({cap, kMaxTileRows, std::max<uint64_t>(1, kMaxTilePoints / lps)});
-  uint32_t tile = 1;
-  for (uint32_t lo = 1, hi = static_cast<uint32_t>(cap); lo <= hi;) {
-    const uint32_t m = lo + (hi - lo) / 2;
-    if (fits(m, group, 0)) {
-      tile = m;
-      lo = m + 1;
-    } else {
-      hi = m - 1;
+  auto largest_tile = [&](uint32_t priv) {  // 0 when not even one row fits
+    uint32_t best = 0;
+    for (uint32_t lo = 1, hi = static_cast<uint32_t>(cap); lo <= hi;) {
+      const uint32_t m = lo + (hi - lo) / 2;
+      if (fits(m, group, priv)) {
+        best = m;
+        lo = m + 1;
+      } else {
+        hi = m - 1;
+      }
     }
-  }
-  // UB privatisation (co-designed): smallest levels first while their slices fit, and only
-  // levels a block is expected to hit with at least as many corner rows as the slice has rows
-  // (else the one flush of the whole slice moves more than the scattered rows would).
+    return best;
+  };
+  // UB privatisation (co-designed) comes before tile size: it removes DMAs, a bigger tile only
+  // amortises per-tile work. Smallest levels first while their slices fit next to a tile of at
+  // least kMinTilePoints points, and only levels a block is expected to hit with at least as many
+  // corner rows as the slice has rows (else the one flush of the whole slice moves more than
+  // the scattered rows would).
+  const uint32_t min_tile = static_cast<uint32_t>(std::min<uint64_t>(cap, ceil_div(kMinTilePoints, lps)));
   const uint64_t rows_per_block = std::min<uint64_t>(p.num_queries, ceil_div(rows, blocks));
   const uint64_t corner_rows = 4 * uint64_t(p.points) * rows_per_block;
   std::vector<MsdaBwdLevel> lv(p.levels.size());
@@ -178,12 +185,13 @@ bool compute_msda_backward_tiling(const MsdaBwdProblem& p, MsdaBwdDtype dtype, M
     for (size_t l : order) {
       const uint64_t need = priv_rows_of(p.levels[l]);
       if (need > corner_rows) continue;
-      if (need + priv_rows > 0xffffffu || !fits(tile, group, static_cast<uint32_t>(priv_rows + need))) break;
+      if (need + priv_rows > 0xffffffu || !fits(min_tile, group, static_cast<uint32_t>(priv_rows + need))) break;
       lv[l].priv = 1;
       lv[l].privRow = priv_rows;
       priv_rows += static_cast<uint32_t>(need);
     }
   }
+  const uint32_t tile = std::max<uint32_t>(1, largest_tile(priv_rows));
   MsdaBwdTiling t;
   std::memset(&t, 0, sizeof(t));
   t.batch = p.batch;
