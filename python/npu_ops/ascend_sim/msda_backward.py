@@ -50,10 +50,10 @@ def msda_backward(
         seed: order in which the emulator runs the blocks.
         design: ``"codesign"`` (the NPU-co-designed kernel) or ``"naive"`` (baseline: scalar
             coordinate math, one DMA per corner read and one atomic DMA per corner written).
-        deterministic: co-designed kernel only matters here; every ``grad_value`` element is then
-            accumulated by a single block in a fixed order, so the result is bit-identical for any
-            ``block_num`` and ``seed`` (work is split by (batch, head): at most ``bs * num_heads``
-            blocks are busy).
+        deterministic: every ``grad_value`` element is accumulated by a single block in an order
+            fixed by the data, so the result is bit-identical for any ``block_num`` and ``seed``
+            (either design). Work is then split by (batch, head) slice: at most
+            ``bs * num_heads`` blocks are busy, the cost of the mode.
 
     Returns:
         ``(grad_value, grad_sampling_locations, grad_attention_weights)`` in value's dtype and the
