@@ -26,8 +26,11 @@
 // tileRows queries. Head-major units keep one head's small-level slices of value and grad_value
 // resident in UB (privatisation) for many queries.
 //   deterministic = 0: sliceChunks ~ 8 * blockNum / S; grad_value is accumulated with DMA
-//     atomic adds (blocks sharing a slice add to the same region; point groups are visited in an
-//     order rotated by the block index so they start on different levels).
+//     atomic adds. Contention: concurrently active blocks work on different heads (different
+//     bytes of every grad_value row) or, when they share a head, on different query chunks
+//     (for an encoder: different spatial bands of the maps); point groups are visited in an
+//     order rotated by the block index so blocks sharing a head start on different levels; the
+//     small levels are not shared at all (UB privatisation, one flush per slice visit).
 //   deterministic = 1: sliceChunks = 1: every grad_value element is accumulated by one block
 //     only, in an order fixed by the data: the result does not depend on the block count or the
 //     block order. At most bs * H blocks have work (the cost of the mode).
