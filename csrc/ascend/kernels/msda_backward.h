@@ -154,7 +154,7 @@ class MsdaBackwardKernel {
   __aicore__ inline void Init(GM_ADDR gradOut, GM_ADDR value, GM_ADDR loc, GM_ADDR attn, GM_ADDR gradValue,
                               GM_ADDR gradLoc, GM_ADDR gradAttn, GM_ADDR workspace, GM_ADDR tiling) {
     p_.Init(tiling);
-    const uint64_t H = p_.heads, C = p_.channels;
+    const uint64_t C = p_.channels;
     const uint64_t pts = p_.rows * p_.lp;
     gradOutGm_.SetGlobalBuffer(reinterpret_cast<__gm__ T*>(gradOut), p_.rows * C);
     valueGm_.SetGlobalBuffer(reinterpret_cast<__gm__ T*>(value), p_.accElems);
@@ -164,7 +164,6 @@ class MsdaBackwardKernel {
     gradLocGm_.SetGlobalBuffer(reinterpret_cast<__gm__ T*>(gradLoc), pts * 2);
     gradAttnGm_.SetGlobalBuffer(reinterpret_cast<__gm__ T*>(gradAttn), pts);
     accGm_.SetGlobalBuffer(reinterpret_cast<__gm__ float*>(kF32 ? gradValue : workspace), p_.accElems);
-    (void)H;
 
     const uint32_t TR = p_.tileRows, lps = p_.lps, cs = p_.cs;
     levelsGm_.SetGlobalBuffer(reinterpret_cast<__gm__ uint32_t*>(tiling + sizeof(MsdaBwdTiling)),
@@ -348,7 +347,7 @@ class MsdaBackwardKernel {
       inAttn_.FreeTensor(attnT);
       SyncVToS();
       for (uint32_t i = 0; i < t.count; ++i) RowCodesign(t, i, g);
-      Gradients(t.count);
+      Gradients();
     } else {
       LocalTensor<float> locF = LoadF32(locT, LocF(), t.count * p_.lps * 2);
       LocalTensor<float> attnF = LoadF32(attnT, AttnF(), t.count * p_.lps);
@@ -891,7 +890,7 @@ class MsdaBackwardKernel {
   }
 
   // ---- co-designed: per-point gradients of the tile ---------------------------------------------
-  __aicore__ inline void Gradients(uint32_t count) {
+  __aicore__ inline void Gradients() {
     using AscendC::SELMODE;
     const uint32_t np = p_.np;
     const int32_t n = static_cast<int32_t>(np);
@@ -924,7 +923,6 @@ class MsdaBackwardKernel {
     AscendC::Select(ga, mv, ga, 0.0f, SELMODE::VSEL_TENSOR_SCALAR_MODE, np);
     AscendC::Select(gx, mv, gx, 0.0f, SELMODE::VSEL_TENSOR_SCALAR_MODE, np);
     AscendC::Select(gy, mv, gy, 0.0f, SELMODE::VSEL_TENSOR_SCALAR_MODE, np);
-    (void)count;
   }
 
   // ---- buffers of optional use --------------------------------------------------------------------
