@@ -35,14 +35,17 @@ class RegionPolicy:
     Exactly one of ``top_frac`` (keep that fraction of tokens with the largest mass: a predictable
     budget) and ``threshold`` (keep tokens whose mass, max-normalised per ``normalize``, is >=
     ``threshold``; Prompt-to-Prompt uses 0.3) is set. The kept set is dilated by ``dilation``
-    tokens along (T', H', W') and becomes the blend mask; ``halo`` more tokens around it are also
-    computed (as attention context) but their results are discarded.
+    tokens along (T', H', W') and becomes the blend mask; ``halo`` more tokens around it (in H', W')
+    are also computed (as attention context) but their results are discarded. ``smooth`` box-blurs
+    the mass over ``2 * smooth + 1`` tokens in (H', W') before selection, so the budget goes to
+    compact regions rather than scattered tokens (whose halos would cover the frame).
     """
 
-    top_frac: float | None = 0.3
+    top_frac: float | None = 0.15
     threshold: float | None = None
-    dilation: tuple[int, int, int] = (0, 1, 1)
+    dilation: tuple[int, int, int] = (0, 0, 0)
     halo: int = 1
+    smooth: int = 2
     normalize: str = "global"  # "global" | "per_frame" max-normalisation before thresholding
 
     def __post_init__(self) -> None:
@@ -62,6 +65,7 @@ class RegionPolicy:
         for v in d:
             _check_int(o, "dilation", v)
         _check_int(o, "halo", self.halo)
+        _check_int(o, "smooth", self.smooth)
         if self.normalize not in ("global", "per_frame"):
             _fail(o, "normalize", "'global' or 'per_frame'", self.normalize)
 
@@ -106,8 +110,8 @@ class ChorusConfig:
     receives another's latents). ``insert_on_miss`` inserts every full generation into the cache.
     """
 
-    tau_full: float = 0.90
-    tau_partial: float = 0.75
+    tau_full: float = 0.95
+    tau_partial: float = 0.80
     stage1_steps_full: int = 2
     stage1_steps_partial: int = 1
     stage2_steps: int | None = None
