@@ -153,6 +153,9 @@ if __name__ == "__main__":
         ext_modules=[CMakeExtension("npu_ops._C")],
         cmdclass={"build_ext": CMakeBuild},
         install_requires=["torch>=2.4", "numpy"],
-        extras_require={"test": ["pytest>=7", "ruff"]},
+        extras_require={
+            "test": ["pytest>=7", "ruff", "redis>=5", "safetensors>=0.4"],
+            "chorus": ["redis>=5", "safetensors>=0.4"],
+        },
         zip_safe=False,
     )
