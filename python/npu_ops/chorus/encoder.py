@@ -76,10 +76,15 @@ class MiniLMEncoder:
         self._model.max_seq_length = max_tokens
         self._tok = self._model.tokenizer
         self._max_tokens = max_tokens
+        self._memo: dict[str, Tensor] = {}
 
     def encode(self, texts: list[str]) -> np.ndarray:
         texts = _check_texts("MiniLMEncoder.encode", texts)
-        emb = self._model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        if len(texts) == 1 and texts[0] in self._memo:
+            # all-MiniLM-L6-v2 is mean pooling + L2 normalisation of the token states we already have.
+            emb = torch.nn.functional.normalize(self._memo[texts[0]].mean(dim=0, keepdim=True), dim=-1).numpy()
+        else:
+            emb = self._model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         return np.ascontiguousarray(emb, dtype=np.float32).reshape(len(texts), self.dim)
 
     def tokenize(self, text: str) -> list[int]:
@@ -90,11 +95,16 @@ class MiniLMEncoder:
 
     @torch.no_grad()
     def token_embeddings(self, text: str) -> Tensor:
+        if text in self._memo:
+            return self._memo[text].clone()
         out = self._model.encode([text], output_value="token_embeddings", convert_to_tensor=False)[0]
         out = out.detach().to("cpu", torch.float32).contiguous()
         if out.shape[0] != len(self.tokenize(text)):  # pragma: no cover - a tokenizer/model mismatch
             raise RuntimeError(f"MiniLMEncoder: {out.shape[0]} token states for {len(self.tokenize(text))} ids")
-        return out
+        if len(self._memo) >= 64:  # a request encodes its prompt twice (tokens, sentence): keep recent ones
+            self._memo.pop(next(iter(self._memo)))
+        self._memo[text] = out
+        return out.clone()
 
 
 _WORD = re.compile(r"\w+|[^\w\s]")

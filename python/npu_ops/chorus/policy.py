@@ -54,7 +54,8 @@ class StagePlan:
 
     hit: bool
     tier: str | None  # "full" | "partial" | None (miss)
-    reason: str  # why: "full", "partial", "no_match", "below_threshold", "user_seed", "tenant", ...
+    reason: str  # "full", "partial"; misses: "no_match", "below_threshold", "user_seed", "tenant",
+    # "latent_missing" (the entry lacks the latents the plan needs), "nothing_to_reuse" (config skips nothing)
     source_entry_id: str | None
     source_prompt: str | None
     similarity: float | None
@@ -83,10 +84,14 @@ def _alphas(config: ChorusConfig, stage2: range, num_steps: int, amplify: bool) 
     return tuple(out)
 
 
+def _stage2_len(config: ChorusConfig, k1: int, num_steps: int) -> int:
+    room = num_steps - config.stage3_steps - k1
+    return room if config.stage2_steps is None else min(config.stage2_steps, room)
+
+
 def _layout(config: ChorusConfig, k1: int, num_steps: int, diff_empty: bool, available) -> tuple | None:
     """(start, actions, stage2 range) for a hit skipping ``k1`` steps, or None if latents are missing."""
-    s3 = num_steps - config.stage3_steps
-    n2 = s3 - k1 if config.stage2_steps is None else min(config.stage2_steps, s3 - k1)
+    n2 = _stage2_len(config, k1, num_steps)
     if diff_empty and n2 > 0 and (k1 + n2) in available:
         # Same tokens: Stage 2 would recompute an empty region, so reuse through it.
         k1, n2 = k1 + n2, 0
@@ -145,9 +150,11 @@ def plan(request: Request, match, config: ChorusConfig, num_steps: int) -> Stage
     available = set(entry.latents)
     tiers = [("full", config.stage1_steps_full)] if sim >= config.tau_full else []
     tiers.append(("partial", config.stage1_steps_partial))
+    reason = "latent_missing"
     for tier, k1 in tiers:
-        if k1 == 0 and tier == "partial":
-            break  # skipping nothing is not reuse
+        if k1 == 0 and _stage2_len(config, k1, num_steps) == 0:
+            reason = "nothing_to_reuse"  # no step skipped, no Stage 2: full compute
+            continue
         layout = _layout(config, k1, num_steps, diff.empty, available)
         if layout is None:
             continue
@@ -165,7 +172,7 @@ def plan(request: Request, match, config: ChorusConfig, num_steps: int) -> Stage
             added_tokens=diff.added,
             removed_tokens=diff.removed,
         )
-    return _miss("latent_missing", num_steps, match)
+    return _miss(reason, num_steps, match)
 
 
 def latent_steps_to_store(config: ChorusConfig, num_steps: int) -> tuple[int, ...]:
@@ -173,8 +180,10 @@ def latent_steps_to_store(config: ChorusConfig, num_steps: int) -> tuple[int, ..
     config.check_steps(num_steps)
     everything = set(range(num_steps + 1))
     steps: set[int] = set()
-    for k1 in {config.stage1_steps_full, config.stage1_steps_partial} - {0}:
+    for k1 in {config.stage1_steps_full, config.stage1_steps_partial}:
         for diff_empty in (False, True):
+            if k1 == 0 and _stage2_len(config, k1, num_steps) == 0:
+                continue  # such a plan reuses nothing
             start, actions, _ = _layout(config, k1, num_steps, diff_empty, everything)
             steps.add(start)
             steps.update(k + 1 for k, a in enumerate(actions) if a is Action.REGION_TGAA)
