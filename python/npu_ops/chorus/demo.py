@@ -119,7 +119,8 @@ def _plot(path: str, taus, hit_rates, saved, config: ChorusConfig) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> int:
+def main(argv=None, *, encoder=None) -> int:
+    """Run the demo; ``encoder`` overrides ``--encoder`` with a ready instance (tests share one)."""
     a = _args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -134,7 +135,7 @@ def main(argv=None) -> int:
     config = ChorusConfig(**overrides)
     warmup = a.warmup if a.warmup is not None else len(trace) // 4
 
-    encoder = make_encoder(a.encoder)
+    encoder = encoder if encoder is not None else make_encoder(a.encoder)
     model = tiny_wan_transformer(seed=0, text_dim=encoder.text_dim)
     cache = RequestCache(budget_bytes=256 * 2**20, eviction="cost")
     pipe = ChorusPipeline(model, encoder, cache, config, latent_shape=latent, num_steps=a.steps)
