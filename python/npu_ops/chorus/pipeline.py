@@ -103,7 +103,8 @@ class ChorusPipeline:
         cfg = transformer.config
         if int(cfg.text_dim) != int(encoder.text_dim):
             raise ValueError(
-                f"ChorusPipeline: transformer text_dim = {cfg.text_dim} must equal encoder.text_dim = {encoder.text_dim}"
+                f"ChorusPipeline: transformer text_dim = {cfg.text_dim} must equal "
+                f"encoder.text_dim = {encoder.text_dim}"
             )
         p = tuple(cfg.patch_size)
         _, c, t, h, w = latent_shape

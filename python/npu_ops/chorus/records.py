@@ -68,9 +68,7 @@ def summarize(records: list[RequestRecord], *, warmup: int = 0) -> dict:
         "nfe_total": sum(r.nfe for r in records),
         "nfe_full_total": float(full_nfe),
         "mean_nfe_hit": sum(r.nfe for r in hits) / len(hits) if hits else None,
-        "mean_nfe_saving_hit": (
-            1 - sum(r.nfe for r in hits) / sum(r.num_steps for r in hits) if hits else None
-        ),
+        "mean_nfe_saving_hit": (1 - sum(r.nfe for r in hits) / sum(r.num_steps for r in hits) if hits else None),
         "wall_s": sum(r.wall_s for r in records),
         "retrieval_s": sum(r.retrieval_s for r in records),
         "blend_s": sum(r.blend_s for r in records),

@@ -1,7 +1,7 @@
 """Stage-2 region masks from per-token attention mass (Prompt-to-Prompt LocalBlend style, budgeted).
 
-``mass[N]`` on the token grid ``(T', H', W')`` -> box-blur in (H', W') -> keep the ``top_frac`` largest (or the max-normalised
-mass >= ``threshold``) -> dilate -> the *core* mask (blended in); the core dilated by ``halo`` in
+``mass[N]`` on the token grid ``(T', H', W')`` -> box-blur in (H', W') -> keep the ``top_frac``
+largest (or the max-normalised mass >= ``threshold``) -> dilate -> the *core* mask (blended in); the core dilated by ``halo`` in
 (H', W') is the *compute* set (the halo is context: computed, then discarded).
 """
 
@@ -46,8 +46,9 @@ def region_masks(mass: Tensor, grid: tuple[int, int, int], policy: RegionPolicy)
         return empty, empty
     if policy.smooth:
         r = policy.smooth
-        m = F.avg_pool3d(m[None, None], (1, 2 * r + 1, 2 * r + 1), stride=1, padding=(0, r, r),
-                         count_include_pad=False)[0, 0]
+        m = F.avg_pool3d(
+            m[None, None], (1, 2 * r + 1, 2 * r + 1), stride=1, padding=(0, r, r), count_include_pad=False
+        )[0, 0]
     if policy.top_frac is not None:
         n_keep = max(1, math.ceil(policy.top_frac * m.numel()))
         order = torch.argsort(m.flatten(), descending=True, stable=True)

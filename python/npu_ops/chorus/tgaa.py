@@ -71,7 +71,9 @@ class TGAAProcessor:
         scale = 1.0 / math.sqrt(q.shape[-1])
         alpha = st.alpha if st.alpha is not None else torch.ones(1, 1, 1, k.shape[2], dtype=q.dtype)
         if st.record:
-            probs = amplified_softmax(torch.matmul(q, k.transpose(-2, -1)), alpha, scale=scale, renormalize=st.renormalize)
+            probs = amplified_softmax(
+                torch.matmul(q, k.transpose(-2, -1)), alpha, scale=scale, renormalize=st.renormalize
+            )
             out = torch.matmul(probs, v)
             self._record(attn, q, probs, scale)
         else:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from npu_ops.chorus import demo
 from npu_ops.chorus.trace import load_prompt_file
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from npu_ops.chorus.encoder import HashingEncoder, PromptEncoder, make_encoder, register_encoder
 from npu_ops.chorus.records import RequestRecord, format_summary, progress, summarize
 from npu_ops.chorus.token_diff import token_diff

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from npu_ops.chorus.cache import RequestCache
 from npu_ops.chorus.config import ChorusConfig, RegionPolicy, TGAAConfig
 from npu_ops.chorus.encoder import HashingEncoder

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
-
 from npu_ops.chorus.config import ChorusConfig, RegionPolicy, TGAAConfig
 from npu_ops.chorus.policy import Action, Request, latent_steps_to_store, plan
 
