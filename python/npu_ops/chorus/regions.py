@@ -1,8 +1,8 @@
 """Stage-2 region masks from per-token attention mass (Prompt-to-Prompt LocalBlend style, budgeted).
 
 ``mass[N]`` on the token grid ``(T', H', W')`` -> box-blur in (H', W') -> keep the ``top_frac``
-largest (or the max-normalised mass >= ``threshold``) -> dilate -> the *core* mask (blended in); the core dilated by ``halo`` in
-(H', W') is the *compute* set (the halo is context: computed, then discarded).
+largest (or the max-normalised mass >= ``threshold``) -> dilate -> the *core* mask (blended in);
+the core dilated by ``halo`` in (H', W') is the *compute* set (the halo is context: computed, then discarded).
 """
 
 from __future__ import annotations
