@@ -126,8 +126,12 @@ def test_dim_fixed_by_first_entry():
         (lambda e: e.latents.update({"0": torch.zeros(2)}), TypeError, "keys must be ints"),
         (lambda e: e.latents.update({1: np.zeros(2)}), TypeError, r"entry.latents\[1\] must be a torch.Tensor"),
         (lambda e: setattr(e, "latents", [torch.zeros(1)]), TypeError, "entry.latents must be a dict"),
+        (lambda e: e.latents.update({1: torch.zeros(2, dtype=torch.complex64)}), TypeError, "floating-point tensor"),
+        (lambda e: e.latents.update({1: torch.zeros(2, dtype=torch.int32)}), TypeError, "floating-point tensor"),
         (lambda e: setattr(e, "entry_id", "../../etc/passwd"), ValueError, "entry.entry_id must hold only"),
         (lambda e: setattr(e.stats, "compute_saved", float("nan")), ValueError, "compute_saved must be finite"),
+        (lambda e: setattr(e.stats, "hits", -1), ValueError, "entry.stats.hits must be an int >= 0, got -1"),
+        (lambda e: setattr(e.stats, "full_nfe", -4.0), ValueError, "entry.stats.full_nfe must be finite and >= 0"),
     ],
 )
 def test_bad_entries(mutate, exc, match):
@@ -196,3 +200,8 @@ def test_fuzz_configuration_and_embeddings():
             cache.lookup(make_key(), emb, min_similarity=sim)
         except (TypeError, ValueError) as e:
             assert "embedding" in str(e) or "min_similarity" in str(e), e
+
+
+def test_key_accepts_numpy_integers_and_tensor_sigmas():
+    k = make_key(height=np.int64(32), num_frames=np.int32(5), sigmas=torch.tensor([1.0, 0.75, 0.5, 0.25, 0.0]))
+    assert type(k.height) is int and k.class_digest() == make_key().class_digest()

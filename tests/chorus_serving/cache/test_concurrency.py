@@ -5,9 +5,13 @@ from __future__ import annotations
 import multiprocessing as mp
 import threading
 
+import pytest
 import redis
 from cache_helpers import assert_untorn, make_entry, make_key, unit
 from npu_ops.chorus.cache import RedisBackend, RequestCache
+
+# Backend trouble (a corrupt or torn entry, an outage) would warn: here any such warning fails.
+pytestmark = pytest.mark.filterwarnings("error::npu_ops.chorus.cache.ChorusCacheWarning")
 
 
 def test_threads_keep_budget_and_never_see_torn_entries(backend_factory):

@@ -120,3 +120,20 @@ def test_slow_redis_is_a_miss_not_a_hang(private_redis_server):
     time.sleep(0.25)
     m = cache.lookup(make_key(), unit(1))
     assert m is not None and m.entry.entry_id == e.entry_id
+
+
+def test_no_redis_at_startup_is_a_miss():
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cache = _cache(f"redis://127.0.0.1:{port}/0", socket_timeout=0.3)
+    t0 = time.monotonic()
+    with pytest.warns(ChorusCacheWarning, match="Redis unavailable"):
+        assert cache.lookup(make_key(), unit(1)) is None
+    with pytest.warns(ChorusCacheWarning):
+        assert not cache.insert(make_entry("x", unit(1)))
+    with pytest.warns(ChorusCacheWarning):
+        assert len(cache) == 0
+    assert time.monotonic() - t0 < 2.0

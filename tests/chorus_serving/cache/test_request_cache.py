@@ -8,6 +8,9 @@ import torch
 from cache_helpers import make_entry, make_key, near, unit
 from npu_ops.chorus.cache import CacheMatch, RequestCache
 
+# Backend trouble (a corrupt or torn entry, an outage) would warn: here any such warning fails.
+pytestmark = pytest.mark.filterwarnings("error::npu_ops.chorus.cache.ChorusCacheWarning")
+
 BIG = 1 << 30
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,11 +28,13 @@ def _check_str(name: str, value: object, *, allow_empty: bool) -> None:
         raise ValueError(f"CompatKey: {name} must be a non-empty str, got ''")
 
 
-def _check_pos_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+def _check_pos_int(name: str, value: object) -> int:
+    # numbers.Integral admits numpy integers (sizes often come out of numpy / torch shapes).
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"CompatKey: {name} must be an int, got {type(value).__name__} ({value!r})")
     if value <= 0:
         raise ValueError(f"CompatKey: {name} must be > 0, got {value}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ class CompatKey:
     def __post_init__(self) -> None:
         _check_str("model_id", self.model_id, allow_empty=False)
         for name in ("height", "width", "num_frames", "num_steps"):
-            _check_pos_int(name, getattr(self, name))
+            object.__setattr__(self, name, _check_pos_int(name, getattr(self, name)))
         _check_str("scheduler", self.scheduler, allow_empty=False)
         _check_str("guidance", self.guidance, allow_empty=False)
         _check_str("dtype", self.dtype, allow_empty=False)

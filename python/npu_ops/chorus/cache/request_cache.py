@@ -175,8 +175,6 @@ class RequestCache:
         """
         check_entry(entry, dim=self._index.dim)
         entry.embedding = normalize_embedding(entry.embedding, name="entry.embedding", dim=self._index.dim)
-        check_finite_nonneg("entry.stats.compute_saved", entry.stats.compute_saved)
-        check_finite_nonneg("entry.stats.full_nfe", entry.stats.full_nfe)
         if not entry.entry_id:
             entry.entry_id = uuid.uuid4().hex
         now = self._clock()

@@ -72,9 +72,19 @@ def _unb64(s: str, dim: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.float32).copy()
 
 
+def _safetensors_torch():
+    try:
+        import safetensors.torch
+    except ImportError as e:
+        raise ImportError(
+            "the disk and Redis cache backends need the 'safetensors' package: pip install 'npu_ops[chorus]'"
+        ) from e
+    return safetensors.torch
+
+
 def entry_to_blob(entry: CacheEntry) -> bytes:
     """Tensors of an entry as safetensors bytes (latents contiguous copies, embedding, token ids)."""
-    from safetensors.torch import save
+    save = _safetensors_torch().save
 
     tensors: dict[str, torch.Tensor] = {
         f"latent.{k}": t.detach().contiguous().clone() for k, t in sorted(entry.latents.items())
@@ -146,10 +156,8 @@ def entry_from_blob(meta: dict[str, Any], blob: bytes) -> CacheEntry:
     eid = record.entry_id
     if len(blob) != meta.get("blob_size") or hashlib.sha256(blob).hexdigest() != meta.get("blob_sha256"):
         raise CorruptEntryError(eid, f"blob checksum mismatch ({len(blob)} bytes, expected {meta.get('blob_size')})")
-    from safetensors.torch import load
-
     try:
-        tensors = load(blob)
+        tensors = _safetensors_torch().load(blob)
     except Exception as e:  # noqa: BLE001 - the checksum passed, so this is a writer bug; still a miss
         raise CorruptEntryError(eid, f"blob does not decode ({e})") from e
     latents = {}

@@ -64,6 +64,11 @@ def check_entry(entry: object, *, dim: int | None) -> None:
         raise TypeError(f"entry.seed must be an int or None, got {type(entry.seed).__name__}")
     if not isinstance(entry.stats, EntryStats):
         raise TypeError(f"entry.stats must be an EntryStats, got {type(entry.stats).__name__}")
+    hits = entry.stats.hits
+    if isinstance(hits, bool) or not isinstance(hits, (int, np.integer)) or hits < 0:
+        raise ValueError(f"entry.stats.hits must be an int >= 0, got {hits!r}")
+    for name in ("created", "last_used", "compute_saved", "full_nfe"):
+        check_finite_nonneg(f"entry.stats.{name}", getattr(entry.stats, name))
     if not isinstance(entry.entry_id, str):
         raise TypeError(f"entry.entry_id must be a str, got {type(entry.entry_id).__name__}")
     if entry.entry_id and not (entry.entry_id.isascii() and entry.entry_id.replace("-", "").isalnum()):
@@ -82,6 +87,8 @@ def check_entry(entry: object, *, dim: int | None) -> None:
             raise TypeError(f"entry.latents[{k}] must be a torch.Tensor, got {type(t).__name__}")
         if t.device.type != "cpu":
             raise ValueError(f"entry.latents[{k}] must be a CPU tensor, got device {t.device}")
+        if not t.dtype.is_floating_point:
+            raise TypeError(f"entry.latents[{k}] must be a floating-point tensor, got {t.dtype}")
         if t.is_sparse or t.layout != torch.strided:
             raise ValueError(f"entry.latents[{k}] must be a dense tensor, got layout {t.layout}")
     normalize_embedding(entry.embedding, name="entry.embedding", dim=dim)

@@ -29,7 +29,15 @@ from typing import Any
 from ..entry import CacheEntry
 from ..errors import BackendUnavailableError, CorruptEntryError
 from ..eviction import choose_victims
-from ..serialization import EntryRecord, entry_from_blob, entry_meta, entry_to_blob, meta_from_json, record_from_meta
+from ..serialization import (
+    EntryRecord,
+    _safetensors_torch,
+    entry_from_blob,
+    entry_meta,
+    entry_to_blob,
+    meta_from_json,
+    record_from_meta,
+)
 from .base import CacheBackend, Changes, InsertResult, warn_cache
 
 __all__ = ["DiskBackend"]
@@ -67,6 +75,7 @@ class DiskBackend(CacheBackend):
         self._fsync = bool(fsync)
         self._lock_path = self.root / ".lock"
         self._lock_path.touch(exist_ok=True)
+        _safetensors_torch()  # fail now, not at the first insert, when safetensors is missing
 
     # -- files --------------------------------------------------------------------------------
     def _meta_path(self, eid: str) -> Path:

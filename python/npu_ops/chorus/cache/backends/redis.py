@@ -88,7 +88,10 @@ class RedisBackend(CacheBackend):
         log_size: int = 100_000,
         client: Any = None,
     ) -> None:
-        import redis as redis_lib
+        try:
+            import redis as redis_lib
+        except ImportError as e:
+            raise ImportError("RedisBackend needs the 'redis' package: pip install 'npu_ops[chorus]'") from e
 
         if not isinstance(namespace, str) or not namespace or any(c.isspace() for c in namespace):
             raise ValueError(f"RedisBackend: namespace must be a non-empty str without spaces, got {namespace!r}")
