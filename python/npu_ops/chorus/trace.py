@@ -1,7 +1,8 @@
 """The built-in request trace of the Chorus demo: families of similar prompts (attribute / colour
 swaps, style and camera variants of one scene), unrelated prompts, and two tenants.
 
-Synthetic, not a production trace: it makes the mechanics (tiers, token diffs, tenant isolation,
+Synthetic, not a production trace (five template families, as in "repeated effect templates"
+traffic, plus four unrelated prompts and one cross-tenant repeat: 32 requests): it makes the mechanics (tiers, token diffs, tenant isolation,
 cold start) visible. Each item is ``(tenant, prompt)``; the first request of each family is a cold
 miss.
 """
@@ -41,6 +42,14 @@ BUILTIN_TRACE: list[tuple[str, str]] = [
     ("globex", "a bowl of ramen with steam rising, top view"),
     ("globex", _FOX.format(c="red", s="slow motion, tracking shot")),
     ("acme", _BEACH.format(s="oil painting, pan right")),
+    ("globex", _CITY.format(s="cyberpunk style, aerial view")),
+    ("acme", _BIKE.format(c="green", s="cinematic lighting, close up")),
+    ("globex", _FOX.format(c="grey", s="slow motion")),
+    ("globex", _CAT.format(c="grey", s="soft focus")),
+    ("acme", _BEACH.format(s="impressionist painting")),
+    ("globex", _CITY.format(s="cyberpunk style, in the rain")),
+    ("acme", _BIKE.format(c="red", s="cinematic lighting, slow zoom out")),
+    ("globex", _FOX.format(c="red", s="slow motion, low angle")),
 ]
 
 QUICK_TRACE: list[tuple[str, str]] = [
