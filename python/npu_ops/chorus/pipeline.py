@@ -204,7 +204,7 @@ class ChorusPipeline:
         if not isinstance(request, Request):
             raise TypeError(f"ChorusPipeline.serve: request must be a Request or str, got {type(request).__name__}")
         cfg, n_steps = self.config, self.num_steps
-        t_start = time.perf_counter()
+        t_start, cpu_start = time.perf_counter(), time.process_time()
 
         # Retrieval: embed, tokenize, look up, plan.
         ids = tuple(self.encoder.tokenize(request.prompt))
@@ -298,7 +298,7 @@ class ChorusPipeline:
             elif cfg.insert_on_miss:
                 self._insert(key, request.prompt, ids, emb, stored, seed)
             insert_s = time.perf_counter() - t0
-        wall_s = time.perf_counter() - t_start
+        wall_s, cpu_s = time.perf_counter() - t_start, time.process_time() - cpu_start
 
         record = RequestRecord(
             request=self._served,
@@ -320,6 +320,7 @@ class ChorusPipeline:
             region_frac=sum(region_fracs) / len(region_fracs) if region_fracs else None,
             added_tokens=len(plan_.added_tokens),
             removed_tokens=len(plan_.removed_tokens),
+            cpu_s=cpu_s,
         )
         self._served += 1
         if baseline:
@@ -327,14 +328,13 @@ class ChorusPipeline:
         return ServeResult(latent=x, record=record, plan=plan_)
 
     def _baseline(self, record: RequestRecord, prompt: str, final: Tensor, seed: int | None) -> None:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         ctx = self.encoder.token_embeddings(prompt)[None]
-        if seed is None:  # the source's noise is unknown: time a full run, no drift
-            ref = self.full_generate(ctx, self.noise(0))
-            record.baseline_wall_s = time.perf_counter() - t0
+        # The source's noise when known (drift is then meaningful); else time a full run only.
+        ref = self.full_generate(ctx, self.noise(seed if seed is not None else 0))
+        record.baseline_wall_s, record.baseline_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+        if seed is None:
             return
-        ref = self.full_generate(ctx, self.noise(seed))
-        record.baseline_wall_s = time.perf_counter() - t0
         record.drift = float((final - ref).norm() / ref.norm().clamp_min(1e-30))
 
     def _take_seed(self) -> int:

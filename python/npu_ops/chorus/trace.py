@@ -1,10 +1,10 @@
 """The built-in request trace of the Chorus demo: families of similar prompts (attribute / colour
 swaps, style and camera variants of one scene), unrelated prompts, and two tenants.
 
-Synthetic, not a production trace (five template families, as in "repeated effect templates"
-traffic, plus four unrelated prompts and one cross-tenant repeat: 32 requests): it makes the mechanics (tiers, token diffs, tenant isolation,
-cold start) visible. Each item is ``(tenant, prompt)``; the first request of each family is a cold
-miss.
+Synthetic, not a production trace: five template families (as in "repeated effect templates"
+traffic), four unrelated prompts and one cross-tenant repeat, 32 requests. It makes the mechanics
+(tiers, token diffs, tenant isolation, cold start) visible. Each item is ``(tenant, prompt)``; the
+first request of each family is a cold miss.
 """
 
 from __future__ import annotations
