@@ -69,7 +69,7 @@ def threshold_sweep(prompts, tenants, embeddings, token_ids, config: ChorusConfi
         def __init__(self, i, sim):
             self.entry, self.similarity = _E(i), sim
 
-    taus = [round(0.5 + 0.025 * i, 3) for i in range(21)]
+    taus = [round(0.3 + 0.025 * i, 3) for i in range(29)]
     sims = embeddings @ embeddings.T
     hit_rates, saved = [], []
     for tau in taus:

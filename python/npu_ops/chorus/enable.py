@@ -31,6 +31,7 @@ import torch
 
 from .config import ChorusConfig
 from .masked_blend import masked_blend
+from .pipeline import usable_latents
 from .policy import Action, Request, StagePlan, latent_steps_to_store, plan
 from .records import RequestRecord, format_summary, summarize
 from .regions import region_masks, token_mask_to_latent
@@ -209,20 +210,20 @@ class ChorusHandle:
         ids = list(pipe.tokenizer(prompt, truncation=True, max_length=a["max_sequence_length"])["input_ids"])
         t0 = time.perf_counter()
         emb = self.encoder.encode([prompt])[0]
-        match = None if user_seed else self.cache.lookup(key, emb, min_similarity=cfg.tau_partial)
+        match = None
+        if not user_seed:
+            try:
+                match = self.cache.lookup(key, emb, min_similarity=cfg.tau_partial)
+            except Exception as e:  # noqa: BLE001 - the cache promises not to raise; be safe anyway
+                warnings.warn(f"enable_chorus: cache lookup failed ({type(e).__name__}: {e}); a miss", stacklevel=3)
         plan_ = plan(
             Request(prompt, tenant=tenant, seed=0 if user_seed else None, token_ids=tuple(ids)), match, cfg, n_steps
         )
         retrieval_s = time.perf_counter() - t0
         shape = self._latent_shape(pipe, a)
         seed = None
-        if plan_.hit:
-            lat0 = match.entry.latents[plan_.start_step]
-            if tuple(lat0.shape) != shape:
-                warnings.warn(
-                    f"enable_chorus: cached latent shape {tuple(lat0.shape)} != {shape}; a miss", stacklevel=3
-                )
-                plan_ = plan(Request(prompt, tenant=tenant, token_ids=tuple(ids)), None, cfg, n_steps)
+        if plan_.hit and not usable_latents(match.entry, plan_, shape, "enable_chorus"):
+            plan_ = plan(Request(prompt, tenant=tenant, token_ids=tuple(ids)), None, cfg, n_steps)
         if plan_.hit:
             a["latents"] = match.entry.latents[plan_.start_step].clone()
             a["generator"] = None
@@ -245,15 +246,18 @@ class ChorusHandle:
             self._cur = None
         insert_s = 0.0
         t0 = time.perf_counter()
-        if plan_.hit:
-            self.cache.record_hit(plan_.source_entry_id, float(n_steps - cur.nfe))
-        elif cfg.insert_on_miss and len(cur.stored) == len(store):
-            from .cache import CacheEntry, EntryStats
+        try:  # cache trouble must never fail a request that has been served
+            if plan_.hit:
+                self.cache.record_hit(plan_.source_entry_id, float(n_steps - cur.nfe))
+            elif cfg.insert_on_miss and len(cur.stored) == len(store):
+                from .cache import CacheEntry, EntryStats
 
-            self.cache.insert(
-                CacheEntry(key=key, prompt=prompt, token_ids=ids, embedding=emb, latents=cur.stored, seed=seed,
-                           stats=EntryStats(full_nfe=float(n_steps)))
-            )  # fmt: skip
+                self.cache.insert(
+                    CacheEntry(key=key, prompt=prompt, token_ids=ids, embedding=emb, latents=cur.stored, seed=seed,
+                               stats=EntryStats(full_nfe=float(n_steps)))
+                )  # fmt: skip
+        except Exception as e:  # noqa: BLE001 - any backend failure degrades to "not cached"
+            warnings.warn(f"enable_chorus: cache update failed ({type(e).__name__}: {e})", stacklevel=3)
         insert_s = time.perf_counter() - t0
         self.records.append(
             RequestRecord(

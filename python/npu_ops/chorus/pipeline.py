@@ -37,7 +37,7 @@ from .regions import region_masks, token_mask_to_latent
 from .tgaa import install_tgaa
 from .tiny_wan import subset_forward, unpatchify
 
-__all__ = ["ChorusPipeline", "ServeResult", "flow_match_sigmas"]
+__all__ = ["ChorusPipeline", "ServeResult", "flow_match_sigmas", "usable_latents"]
 
 _STAGE = {
     Action.SKIP: "stage1",
@@ -55,6 +55,29 @@ def flow_match_sigmas(num_steps: int, shift: float) -> tuple[Tensor, Tensor]:
     sched = FlowMatchEulerDiscreteScheduler(shift=shift)
     sched.set_timesteps(num_steps)
     return sched.sigmas.clone(), sched.timesteps.clone()
+
+
+def usable_latents(entry, plan_: StagePlan, shape: tuple[int, ...], who: str) -> bool:
+    """Whether the cached latents a hit's plan reads exist and are sane (shape, floating, finite);
+    if not, warn: the request is then served as a miss, never from a wrong latent."""
+    need = [plan_.start_step] + [k + 1 for k, a in enumerate(plan_.actions) if a is Action.REGION_TGAA]
+    for k in need:
+        lat = entry.latents.get(k)
+        why = None
+        if not isinstance(lat, Tensor):
+            why = "is missing"
+        elif tuple(lat.shape) != tuple(shape):
+            why = f"has shape {tuple(lat.shape)}, expected {tuple(shape)}"
+        elif not lat.is_floating_point():
+            why = f"has dtype {lat.dtype}"
+        elif not bool(torch.isfinite(lat).all()):
+            why = "has non-finite values"
+        if why:
+            warnings.warn(
+                f"{who}: cached latent x_{k} of entry {entry.entry_id!r} {why}; serving as a miss", stacklevel=3
+            )
+            return False
+    return True
 
 
 @dataclass
@@ -215,15 +238,15 @@ class ChorusPipeline:
             emb = self.encoder.encode([request.prompt])[0]
             key = self.compat_key(request.tenant)
             if request.seed is None:  # a user-fixed seed is never served from another request's latents
-                match = self.cache.lookup(key, emb, min_similarity=cfg.tau_partial)
+                try:
+                    match = self.cache.lookup(key, emb, min_similarity=cfg.tau_partial)
+                except Exception as e:  # noqa: BLE001 - the cache promises not to raise; be safe anyway
+                    warnings.warn(
+                        f"ChorusPipeline: cache lookup failed ({type(e).__name__}: {e}); a miss", stacklevel=2
+                    )
         req = replace(request, token_ids=ids)
         plan_ = plan(req, match, cfg, n_steps)
-        if plan_.hit and tuple(match.entry.latents[plan_.start_step].shape) != self.latent_shape:
-            warnings.warn(
-                f"ChorusPipeline: cached latent has shape {tuple(match.entry.latents[plan_.start_step].shape)}, "
-                f"expected {self.latent_shape}; serving as a miss",
-                stacklevel=2,
-            )
+        if plan_.hit and not usable_latents(match.entry, plan_, self.latent_shape, "ChorusPipeline"):
             plan_ = plan(req, None, cfg, n_steps)
         retrieval_s = time.perf_counter() - t0
 
@@ -293,10 +316,13 @@ class ChorusPipeline:
         insert_s = 0.0
         if self.cache is not None:
             t0 = time.perf_counter()
-            if plan_.hit:
-                self.cache.record_hit(plan_.source_entry_id, float(n_steps - nfe))
-            elif cfg.insert_on_miss:
-                self._insert(key, request.prompt, ids, emb, stored, seed)
+            try:  # cache trouble must never fail a request that has been served
+                if plan_.hit:
+                    self.cache.record_hit(plan_.source_entry_id, float(n_steps - nfe))
+                elif cfg.insert_on_miss:
+                    self._insert(key, request.prompt, ids, emb, stored, seed)
+            except Exception as e:  # noqa: BLE001 - any backend failure degrades to "not cached"
+                warnings.warn(f"ChorusPipeline: cache update failed ({type(e).__name__}: {e})", stacklevel=2)
             insert_s = time.perf_counter() - t0
         wall_s, cpu_s = time.perf_counter() - t_start, time.process_time() - cpu_start
 

@@ -177,3 +177,53 @@ def test_pipeline_argument_errors(tiny_model):
         ChorusPipeline(tiny_model, ENC, None, latent_shape=(1, 16, 3, 15, 16))
     with pytest.raises(TypeError, match="config"):
         ChorusPipeline(tiny_model, ENC, None, config={"tau_full": 0.9})
+
+
+class _BrokenCache:
+    """A cache whose every operation fails (e.g. a backend that went away mid-request)."""
+
+    def lookup(self, *a, **k):
+        raise ConnectionError("backend down")
+
+    def insert(self, entry):
+        raise ConnectionError("backend down")
+
+    def record_hit(self, *a):
+        raise ConnectionError("backend down")
+
+
+def test_cache_failures_never_fail_a_request(tiny_model):
+    pipe = _pipe(tiny_model, _BrokenCache())
+    with pytest.warns(UserWarning, match="cache lookup failed") as rec:
+        out = pipe.serve(Request(RED))
+    assert any("cache update failed" in str(w.message) for w in rec)
+    assert not out.record.hit and torch.equal(out.latent, _reference(tiny_model, RED, seed=0))
+
+
+@pytest.mark.parametrize("corrupt", ["nan", "shape", "missing"])
+def test_corrupt_cached_latent_is_a_miss(tiny_model, corrupt):
+    cache = RequestCache()
+    pipe = _pipe(tiny_model, cache)
+    pipe.serve(Request(RED))
+    real_lookup = cache.lookup
+
+    def lookup(*a, **k):  # what a corrupted store could hand back
+        m = real_lookup(*a, **k)
+        lat = dict(m.entry.latents)
+        if corrupt == "nan":
+            lat[1] = torch.full_like(lat[1], float("nan"))
+        elif corrupt == "shape":
+            lat[1] = lat[1][..., :8]
+        else:
+            del lat[3]  # the region step's blend target
+        m.entry.latents = lat
+        return m
+
+    cache.lookup = lookup
+    if corrupt == "missing":  # the plan degrades: Stage 2 computes in full instead of blending
+        out = pipe.serve(Request(GREEN))
+        assert out.record.hit and Action.REGION_TGAA not in out.plan.actions
+        return
+    with pytest.warns(UserWarning, match="serving as a miss"):
+        out = pipe.serve(Request(GREEN))
+    assert not out.record.hit and torch.equal(out.latent, _reference(tiny_model, GREEN, seed=1))
