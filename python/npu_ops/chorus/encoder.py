@@ -93,6 +93,10 @@ class MiniLMEncoder:
     def token_strings(self, text: str) -> list[str]:
         return self._tok.convert_ids_to_tokens(self.tokenize(text))
 
+    def clear_memo(self) -> None:
+        """Forget memoised token states (so a timing baseline pays the text encoder like a real request)."""
+        self._memo.clear()
+
     @torch.no_grad()
     def token_embeddings(self, text: str) -> Tensor:
         if text in self._memo:

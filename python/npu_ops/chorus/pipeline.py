@@ -354,6 +354,7 @@ class ChorusPipeline:
         return ServeResult(latent=x, record=record, plan=plan_)
 
     def _baseline(self, record: RequestRecord, prompt: str, final: Tensor, seed: int | None) -> None:
+        getattr(self.encoder, "clear_memo", lambda: None)()  # a server without Chorus encodes the prompt too
         t0, c0 = time.perf_counter(), time.process_time()
         ctx = self.encoder.token_embeddings(prompt)[None]
         # The source's noise when known (drift is then meaningful); else time a full run only.
