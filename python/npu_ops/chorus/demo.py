@@ -44,7 +44,12 @@ def _args(argv) -> argparse.Namespace:
     p.add_argument("--tau-full", type=float, default=None)
     p.add_argument("--tau-partial", type=float, default=None)
     p.add_argument("--warmup", type=int, default=None, help="requests excluded from the after-warm-up hit rate")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: timings stay stable on a shared machine; 0 = torch's default)",
+    )
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -122,6 +127,8 @@ def _plot(path: str, taus, hit_rates, saved, config: ChorusConfig) -> None:
 def main(argv=None, *, encoder=None) -> int:
     """Run the demo; ``encoder`` overrides ``--encoder`` with a ready instance (tests share one)."""
     a = _args(argv)
+    if a.threads < 0:
+        raise SystemExit(f"--threads must be >= 0, got {a.threads}")
     if a.threads:
         torch.set_num_threads(a.threads)
     from .cache import RequestCache

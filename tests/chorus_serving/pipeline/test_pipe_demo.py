@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from npu_ops.chorus import demo
 from npu_ops.chorus.trace import load_prompt_file
 
 KEYS = {"request", "prompt", "tenant", "hit", "source_prompt", "similarity", "steps_skipped", "nfe", "wall_s"}
 
 
-def test_demo_quick(tmp_path, capsys, minilm):
+def test_demo_quick(tmp_path, capsys, minilm, num_threads):
     png = tmp_path / "sweep.png"
+    num_threads(torch.get_num_threads())  # restore torch's thread count after the demo sets it
     assert demo.main(["--quick", "--baseline", "--no-progress", "--plot", str(png)], encoder=minilm) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
     reqs, summary = lines[:-1], lines[-1]["summary"]
