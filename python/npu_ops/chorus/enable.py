@@ -52,6 +52,7 @@ class _Request:
         self.core = self.compute = self.latent_core = None
         self.nfe, self.blend_s, self.region_fracs = 0.0, 0.0, []
         self.ctx_len = ctx_len
+        self.source_ctx = None  # the source prompt's projected text states (for removed-token maps)
 
     def step_of(self, timestep) -> int:
         t = float(timestep.flatten()[0])
@@ -159,7 +160,12 @@ class ChorusHandle:
             st.alpha[..., added] = p.alphas[k]
         st.added_mask = torch.zeros(n_text, dtype=torch.bool)
         st.added_mask[added] = True
-        st.source_ctx = st.removed_mask = None  # enable mode maps the added tokens only
+        st.source_ctx = st.removed_mask = None
+        if record and cur.source_ctx is not None and p.removed_tokens:
+            n_src = cur.source_ctx.shape[1]
+            st.source_ctx = cur.source_ctx
+            st.removed_mask = torch.zeros(n_src, dtype=torch.bool)
+            st.removed_mask[[i for i in p.removed_tokens if i < n_src]] = True
         st.reset_maps()
 
     # -- the step callback ---------------------------------------------------------------
@@ -233,6 +239,14 @@ class ChorusHandle:
             a["latents"] = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
         store = set(latent_steps_to_store(cfg, n_steps))
         cur = _Request(plan_, sched.timesteps, match.entry if plan_.hit else None, store, a["max_sequence_length"])
+        if plan_.hit and plan_.removed_tokens and Action.REGION_TGAA in plan_.actions:
+            # Where the source's removed tokens attended must be recomputed too: their text states.
+            with torch.no_grad():
+                src = pipe.encode_prompt(
+                    match.entry.prompt, do_classifier_free_guidance=False, max_sequence_length=a["max_sequence_length"]
+                )[0]
+                model = pipe.transformer
+                cur.source_ctx = model.condition_embedder.text_embedder(src.to(model.dtype))
         if 0 in store and a.get("latents") is not None and not plan_.hit:
             cur.stored[0] = a["latents"].detach().to("cpu").clone()
         user_cb = a.get("callback_on_step_end")
