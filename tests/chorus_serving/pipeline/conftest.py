@@ -2,19 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
-
 import pytest
-
-try:  # the real cache (branch h6cache); else the test-only stand-in with the same API
-    importlib.import_module("npu_ops.chorus.cache")
-except ImportError:
-    sys.path.insert(0, os.path.dirname(__file__))
-    import _cache_standin
-
-    sys.modules["npu_ops.chorus.cache"] = _cache_standin
 
 
 @pytest.fixture(scope="session")
