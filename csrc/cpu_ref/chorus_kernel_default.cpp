@@ -10,4 +10,5 @@
 #define NPU_OPS_CHORUS_ISA chorus_generic
 #define NPU_OPS_CHORUS_NAME "generic"
 #define NPU_OPS_CHORUS_TARGET
+#define NPU_OPS_CHORUS_LANES 4  // floats per vector (see chorus_kernel_impl.h)
 #include "cpu_ref/chorus_kernel_impl.h"
