@@ -250,19 +250,20 @@ TGT inline A hmax(const V& v) {
 constexpr float kExpLo = -87.3365447f, kExpHi = 88.7228391f;
 constexpr float kRoundMagic = 12582912.0f;  // 1.5 * 2^23
 
-// p(r) ~ exp(r) for |r| <= ln2 / 2, and n: the shared part of both exps below.
+// p(r) ~ exp(r) for |r| <= ln2 / 2 (1 + r + r^2 (c2 + ... + c6 r^4), Horner; coefficients fitted for
+// the least maximum relative error, 1.4 ulp in float), and t = n + kRoundMagic.
 TGT_INL VF exp_poly(const VF& xc, VF& t) {
   t = xc * 1.44269504088896341f + kRoundMagic;  // n + magic, rounded to an integer
   const VF n = t - kRoundMagic;
   VF r = xc - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
-  VF p = VF{} + 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  return p * (r * r) + r + 1.0f;
+  VF p = VF{} + 1.3814613093196036e-3f;
+  p = p * r + 8.368709961334408e-3f;
+  p = p * r + 4.166838737390418e-2f;
+  p = p * r + 1.6666520688656863e-1f;
+  p = p * r + 4.999999345162588e-1f;
+  p = p * r + 1.0f;
+  return p * r + 1.0f;
 }
 
 // v = exp(v) for any v: exp(-inf) = 0, exp(+inf) = inf, NaN stays NaN.
@@ -288,7 +289,7 @@ TGT_INL void vexp(VF& v) {
   v = x != x ? x : y;
 }
 
-// v = exp(v) for v < 0.34 (so n <= 0) and not NaN (-inf gives 0): the softmax's arguments
+// v = exp(v) for v < 0.34 (so n <= 0), -inf (gives 0) or NaN (stays NaN): the softmax's arguments
 // (logit - row max, see row_exp). Fewer selects than vexp.
 TGT_INL void vexp_le0(VF& v) {
   const VF x = v;
@@ -619,15 +620,14 @@ TGT_INL void vst_row(T* p, int64_t j, int64_t len, const V& v) {
 }
 
 // One pass over a score row: xs = scale * x, padded with -inf up to a multiple of kLanes. Returns
-// the row max m of the logits t = xs (+ log alpha when renormalizing): NaN if a t is NaN, -inf when
-// every t is -inf (no key left).
+// the row max m of the logits t = xs (+ log alpha when renormalizing), -inf when every t is -inf
+// (no key left) or NaN. NaN logits are not looked for here: they make the row's sum of exps NaN
+// (row_exp), and so the whole row NaN, unless m is -inf (see row_is_nan).
 template <typename T, typename A>
 TGT inline A row_logits(const T* x, A scale, const A* la, bool renormalize, int64_t len, A* xs) {
   using V = typename AccOf<A>::vec;
-  using M = decltype(V{} != V{});
   const A ninf = -A(__builtin_huge_val());
   V vm = V{} + ninf;
-  M nan = {};
   for (int64_t j = 0; j < len; j += kLanes) {
     V xv;
     if (j + kLanes <= len) {
@@ -640,12 +640,18 @@ TGT inline A row_logits(const T* x, A scale, const A* la, bool renormalize, int6
     std::memcpy(xs + j, &xv, sizeof xv);
     const V tv = renormalize ? xv + vld<V>(la + j) : xv;
     vm = tv > vm ? tv : vm;
-    nan |= tv != tv;
-  }
-  for (int i = 0; i < kLanes; ++i) {
-    if (nan[i]) return A(__builtin_nan(""));
   }
   return hmax<V, A>(vm);
+}
+
+// Whether a logit of a row whose max is -inf is NaN (then the row is NaN, not zeros).
+template <typename A>
+TGT inline bool row_is_nan(const A* xs, const A* la, bool renormalize, int64_t len) {
+  for (int64_t j = 0; j < len; ++j) {
+    const A t = renormalize ? xs[j] + la[j] : xs[j];
+    if (t != t) return true;
+  }
+  return false;
 }
 
 // Whether the row max m is a finite number (else the row is all zeros, m = -inf, or NaN).
@@ -673,8 +679,8 @@ TGT inline A row_exp_impl(const A* xs, const A* la, bool renormalize, A m, int64
 }
 
 // e = exp((xs - m) + log alpha) (renormalize) or exp(xs - m) over round_up(len) elements, m the
-// finite row max; returns sum(e). Subtracting m before adding log alpha keeps alpha's effect when
-// |xs| >> |log alpha|. The exact arguments are <= 0; rounded they exceed 0 by at most about
+// finite row max; returns sum(e) (NaN if a logit is NaN: both exps keep NaN). Subtracting m before adding log alpha
+// keeps alpha's effect when |xs| >> |log alpha|. The exact arguments are <= 0; rounded they exceed 0 by at most about
 // ulp(m), so while |m| < 2^20 they stay below 0.34 and the cheaper vexp_le0 applies.
 template <typename A>
 TGT inline A row_exp(const A* xs, const A* la, bool renormalize, A m, int64_t len, A* e) {
@@ -704,7 +710,8 @@ TGT bool softmax_forward_impl(const SoftmaxArgs& a, int64_t begin, int64_t end) 
     T* o = out + r * len;
     const A m = row_logits<T, A>(scores + r * len, scale, al.data, a.renormalize, len, xs.data);
     if (!finite_max(m)) {  // no key left: zeros; a NaN or +inf logit: NaN
-      const A fill = m == ninf ? A(0) : A(__builtin_nan(""));
+      const bool nan = m != ninf || row_is_nan(xs.data, al.data, a.renormalize, len);
+      const A fill = nan ? A(__builtin_nan("")) : A(0);
       for (int64_t j = 0; j < len; ++j) sstore(o + j, fill);
       continue;
     }
@@ -770,11 +777,12 @@ TGT void softmax_backward_impl(const SoftmaxBackwardArgs& a, int64_t begin, int6
     }
     const A m = row_logits<T, A>(scores + r * len, scale, al.data, a.renormalize, len, xs.data);
     if (!finite_max(m)) {  // zero (NaN) row: zero (NaN) gradients
-      const A fill = m == ninf ? A(0) : A(__builtin_nan(""));
+      const bool nan = m != ninf || row_is_nan(xs.data, al.data, a.renormalize, len);
+      const A fill = nan ? A(__builtin_nan("")) : A(0);
       if (gs) {
         for (int64_t j = 0; j < len; ++j) sstore(gs + r * len + j, fill);
       }
-      if (m != ninf) {
+      if (nan) {
         for (int64_t j = 0; j < len; ++j) ga.data[j] += fill;
       }
       continue;
@@ -784,7 +792,7 @@ TGT void softmax_backward_impl(const SoftmaxBackwardArgs& a, int64_t begin, int6
     V dv = {};
     A z;
     if (want_q && one_exp) {  // e and q in one pass, with sum(e) and sum(g * e)
-      V zv = {};
+      V zv = {}, qv = {};     // qv: sum(q), NaN iff a logit is NaN (also where e is 0)
       for (int64_t j = 0; j < lp; j += kLanes) {
         V q = vld<V>(xs.data + j) - m;
         vexp(q);
@@ -793,9 +801,10 @@ TGT void softmax_backward_impl(const SoftmaxBackwardArgs& a, int64_t begin, int6
         std::memcpy(qb.data + j, &q, sizeof q);
         std::memcpy(t.data + j, &e, sizeof e);
         zv += e;
+        qv += q;
         dv += vld_row<V>(gr, j, len) * e;
       }
-      z = hsum(zv);
+      z = hsum(zv) + hsum(qv) * A(0);
     } else {
       z = row_exp<A>(xs.data, al.data, a.renormalize, m, len, t.data);
       if (a.renormalize) {
