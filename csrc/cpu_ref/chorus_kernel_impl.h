@@ -289,8 +289,8 @@ TGT_INL void vexp(VF& v) {
   v = x != x ? x : y;
 }
 
-// v = exp(v) for v < 0.34 (so n <= 0), -inf (gives 0) or NaN (stays NaN): the softmax's arguments
-// (logit - row max, see row_exp). Fewer selects than vexp.
+// v = exp(v) for v <= 88 (so n <= 127 and 2^n is a normal float), -inf (gives 0) or NaN (stays NaN):
+// the softmax's arguments (logit - row max, see row_exp). Fewer selects than vexp.
 TGT_INL void vexp_le0(VF& v) {
   const VF x = v;
   const VF xc = x < kExpLo ? VF{} + kExpLo : x;
@@ -584,16 +584,17 @@ TGT inline V iota() {
   for (int i = 0; i < kLanes; ++i) v[i] = i;
   return v;
 }
-// The first n (< kLanes) elements of p into v, the other lanes = fill.
+// The first n (< kLanes) elements of p into v, the other lanes = fill. Out of line (also store_n): row
+// tails are rare, and inlined they bloat the hot loops that test for them.
 template <typename V, typename T, typename A>
-TGT inline void load_n(V& v, const T* p, int64_t n, A fill) {
+TGT __attribute__((noinline)) void load_n(V& v, const T* p, int64_t n, A fill) {
   A tmp[kLanes];
   for (int64_t i = 0; i < kLanes; ++i) tmp[i] = i < n ? sload<A>(p + i) : fill;
   std::memcpy(&v, tmp, sizeof v);
 }
 // The first n (< kLanes) lanes of v into p.
 template <typename T, typename V>
-TGT inline void store_n(T* p, const V& v, int64_t n) {
+TGT __attribute__((noinline)) void store_n(T* p, const V& v, int64_t n) {
   typename std::remove_reference<decltype(v[0])>::type tmp[kLanes];
   std::memcpy(tmp, &v, sizeof tmp);
   for (int64_t i = 0; i < n; ++i) sstore(p + i, tmp[i]);
@@ -620,14 +621,15 @@ TGT_INL void vst_row(T* p, int64_t j, int64_t len, const V& v) {
 }
 
 // One pass over a score row: xs = scale * x, padded with -inf up to a multiple of kLanes. Returns
-// the row max m of the logits t = xs (+ log alpha when renormalizing), -inf when every t is -inf
+// the row max m of the logits t = xs (+ log alpha when renormalizing; max(xs) into xs_max if given),
+// -inf when every t is -inf
 // (no key left) or NaN. NaN logits are not looked for here: they make the row's sum of exps NaN
 // (row_exp), and so the whole row NaN, unless m is -inf (see row_is_nan).
 template <typename T, typename A>
-TGT inline A row_logits(const T* x, A scale, const A* la, bool renormalize, int64_t len, A* xs) {
+TGT inline A row_logits(const T* x, A scale, const A* la, bool renormalize, int64_t len, A* xs, A* xs_max = nullptr) {
   using V = typename AccOf<A>::vec;
   const A ninf = -A(__builtin_huge_val());
-  V vm = V{} + ninf;
+  V vm = V{} + ninf, vx = vm;
   for (int64_t j = 0; j < len; j += kLanes) {
     V xv;
     if (j + kLanes <= len) {
@@ -640,7 +642,9 @@ TGT inline A row_logits(const T* x, A scale, const A* la, bool renormalize, int6
     std::memcpy(xs + j, &xv, sizeof xv);
     const V tv = renormalize ? xv + vld<V>(la + j) : xv;
     vm = tv > vm ? tv : vm;
+    if (xs_max) vx = xv > vx ? xv : vx;
   }
+  if (xs_max) *xs_max = hmax<V, A>(vx);
   return hmax<V, A>(vm);
 }
 
@@ -775,7 +779,9 @@ TGT void softmax_backward_impl(const SoftmaxBackwardArgs& a, int64_t begin, int6
         }
       }
     }
-    const A m = row_logits<T, A>(scores + r * len, scale, al.data, a.renormalize, len, xs.data);
+    A xs_max = ninf;
+    const A m = row_logits<T, A>(scores + r * len, scale, al.data, a.renormalize, len, xs.data,
+                                 want_q && one_exp ? &xs_max : nullptr);
     if (!finite_max(m)) {  // zero (NaN) row: zero (NaN) gradients
       const bool nan = m != ninf || row_is_nan(xs.data, al.data, a.renormalize, len);
       const A fill = nan ? A(__builtin_nan("")) : A(0);
@@ -791,11 +797,16 @@ TGT void softmax_backward_impl(const SoftmaxBackwardArgs& a, int64_t begin, int6
     T* gsr = gs ? gs + r * len : nullptr;
     V dv = {};
     A z;
-    if (want_q && one_exp) {  // e and q in one pass, with sum(e) and sum(g * e)
-      V zv = {}, qv = {};     // qv: sum(q), NaN iff a logit is NaN (also where e is 0)
+    if (want_q && one_exp) {                  // e and q in one pass, with sum(e) and sum(g * e)
+      V zv = {}, qv = {};                     // qv: sum(q), NaN iff a logit is NaN (also where e is 0)
+      const bool le88 = xs_max - m <= A(88);  // q's arguments suit vexp_le0 (usual: no key far above m)
       for (int64_t j = 0; j < lp; j += kLanes) {
         V q = vld<V>(xs.data + j) - m;
-        vexp(q);
+        if (le88) {
+          vexp_le0(q);
+        } else {
+          vexp(q);
+        }
         const V av = vld<V>(araw.data + j);
         const V e = av == A(0) ? V{} : q * av;
         std::memcpy(qb.data + j, &q, sizeof q);
