@@ -1,16 +1,16 @@
 // Kernel bodies of the Chorus CPU ops. Included once per instruction set by
-// chorus_kernels.cpp, with NPU_OPS_CHORUS_ISA naming the namespace and
-// NPU_OPS_CHORUS_TARGET the target attribute every function here carries
-// (empty for the generic build). Everything has internal linkage, and only
-// functions defined here get the attribute, so no code compiled for AVX-512
-// can be shared with the other variants. No includes: the including file
-// provides <cstdint> and <cstring> before the first inclusion.
+// chorus_kernel_{default,avx2,avx512}.cpp (each compiled with its ISA's flags), with
+// NPU_OPS_CHORUS_ISA naming the namespace, NPU_OPS_CHORUS_TARGET an attribute every function here
+// carries (empty) and NPU_OPS_CHORUS_LANES the vector width. Everything has internal linkage, so no
+// code compiled for AVX-512 can be shared with the other variants. No includes: the including file
+// provides <cstdint>, <cstring>, <type_traits> (and <immintrin.h> for AVX2 / AVX-512, used where
+// GCC's generic vectors compile badly) before the first inclusion.
 //
 // Data are processed kLanes = NPU_OPS_CHORUS_LANES elements at a time in GCC vector registers of
 // the compute type (float, double for float64 data). The including file picks the width so that a
-// vector of floats is what the ISA holds in one or two registers (16: one zmm on AVX-512, 8: one
-// ymm on AVX2, 8: two xmm on baseline x86-64); wider GCC vectors than the ISA's registers are
-// lowered element by element in places (conversions, selects) and ran several times slower.
+// vector of floats is one register of the ISA (16: a zmm on AVX-512, 8: a ymm on AVX2, 4: an xmm
+// on baseline x86-64); GCC vectors wider than the ISA's registers are lowered element by element
+// in places (selects, conversions) and ran several times slower.
 // float16/bfloat16 are loaded and stored natively (round to nearest even) and computed in float.
 #ifndef NPU_OPS_CHORUS_ISA
 #error "define NPU_OPS_CHORUS_ISA before including chorus_kernel_impl.h"
@@ -178,9 +178,18 @@ TGT_INL void vload(VF& d, const Half* p) {
   d = __builtin_convertvector(h, VF);
 }
 TGT_INL void vload(VF& d, const BFloat16* p) {
+  // GCC 12 widens a whole-register __builtin_convertvector of uint16 in two halves (extract,
+  // two vpmovzxwd, insert): three ops more per vector than the one zero-extending load.
+#if NPU_OPS_CHORUS_LANES == 16 && defined(__AVX512F__)
+  const __m512i w =
+      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16);
+#elif NPU_OPS_CHORUS_LANES == 8 && defined(__AVX2__)
+  const __m256i w = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16);
+#else
   VU16 u;
   std::memcpy(&u, p, sizeof u);
   const VU32 w = __builtin_convertvector(u, VU32) << 16;
+#endif
   std::memcpy(&d, &w, sizeof d);
 }
 TGT_INL void vload(VD& d, const double* p) {
@@ -212,7 +221,7 @@ TGT_INL void vstore(BFloat16* p, const VF& v) {
   VU32 u;
   std::memcpy(&u, &v, sizeof u);
   const VU32 rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-  const VI32 nan = (u & 0x7fffffffu) > 0x7f800000u;
+  const VI32 nan = v != v;
   const VU32 r = nan ? VU32{} + 0x7fc0u : rounded;
   const VU16 b = __builtin_convertvector(r, VU16);
   std::memcpy(p, &b, sizeof b);
