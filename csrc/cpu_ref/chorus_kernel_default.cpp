@@ -1,5 +1,7 @@
 // Chorus CPU kernels for the default instruction set (flags in CMakeLists.txt): a translation unit of
 // its own, like the msda kernels, so the whole TU (and every helper GCC inlines) targets one ISA.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>

@@ -3,8 +3,8 @@
 // NPU_OPS_CHORUS_ISA naming the namespace, NPU_OPS_CHORUS_TARGET an attribute every function here
 // carries (empty) and NPU_OPS_CHORUS_LANES the vector width. Everything has internal linkage, so no
 // code compiled for AVX-512 can be shared with the other variants. No includes: the including file
-// provides <cstdint>, <cstring>, <type_traits> (and <immintrin.h> for AVX2 / AVX-512, used where
-// GCC's generic vectors compile badly) before the first inclusion.
+// provides <cstdint>, <cstring>, <type_traits> and <immintrin.h> (intrinsics are used where GCC's
+// generic vectors compile badly: bfloat16 conversions) before the first inclusion.
 //
 // Data are processed kLanes = NPU_OPS_CHORUS_LANES elements at a time in GCC vector registers of
 // the compute type (float, double for float64 data). The including file picks the width so that a
@@ -185,6 +185,8 @@ TGT_INL void vload(VF& d, const BFloat16* p) {
       _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16);
 #elif NPU_OPS_CHORUS_LANES == 8 && defined(__AVX2__)
   const __m256i w = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16);
+#elif NPU_OPS_CHORUS_LANES == 4 && defined(__SSE2__)
+  const __m128i w = _mm_unpacklo_epi16(_mm_setzero_si128(), _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
 #else
   VU16 u;
   std::memcpy(&u, p, sizeof u);
@@ -220,11 +222,21 @@ TGT_INL void vstore(Half* p, const VF& v) {
 TGT_INL void vstore(BFloat16* p, const VF& v) {
   VU32 u;
   std::memcpy(&u, &v, sizeof u);
-  const VU32 rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
   const VI32 nan = v != v;
+#if NPU_OPS_CHORUS_LANES == 4 && defined(__SSE2__)
+  // The rounded value's high half, sign-extended by the arithmetic shift, packs without saturation
+  // (SSE2 has no unsigned 32-to-16 pack; GCC's own conversion takes six shuffles).
+  const VU32 r = nan ? VU32{} + 0x7fc00000u : u + 0x7fffu + ((u >> 16) & 1u);
+  __m128i x;
+  std::memcpy(&x, &r, sizeof x);
+  x = _mm_srai_epi32(x, 16);
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packs_epi32(x, x));
+#else
+  const VU32 rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
   const VU32 r = nan ? VU32{} + 0x7fc0u : rounded;
   const VU16 b = __builtin_convertvector(r, VU16);
   std::memcpy(p, &b, sizeof b);
+#endif
 }
 
 // Horizontal sum in a fixed tree order (lane i + w into lane i, w = kLanes / 2, ..., 1).
