@@ -1,5 +1,7 @@
 // Chorus CPU kernels for the avx2 instruction set (flags in CMakeLists.txt): a translation unit of
 // its own, like the msda kernels, so the whole TU (and every helper GCC inlines) targets one ISA.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -10,4 +12,5 @@
 #define NPU_OPS_CHORUS_ISA chorus_avx2
 #define NPU_OPS_CHORUS_NAME "avx2"
 #define NPU_OPS_CHORUS_TARGET
+#define NPU_OPS_CHORUS_LANES 8  // floats per vector (see chorus_kernel_impl.h)
 #include "cpu_ref/chorus_kernel_impl.h"
