@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import npu_ops
 import npu_ops.ascend_sim as sim
 import pytest
 import torch
@@ -203,3 +204,9 @@ def test_quick_run_of_the_real_kernels(capsys, tmp_path):
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "MODEL, not a measurement" in out and "n/a" not in out.split("Goal of issue 5")[1].split("Sensitivity")[0]
+
+
+@pytest.mark.skipif(npu_ops.has_npu_backend(), reason="checks the message given where no NPU is present")
+def test_npu_measurement_says_why_it_cannot_run(capsys):
+    assert ascend_msda.main(["--npu", "--cases", "detr_dec"]) == 2
+    assert "cannot measure on an NPU" in capsys.readouterr().err

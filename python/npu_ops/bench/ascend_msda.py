@@ -303,6 +303,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--csv", default="bench_results/ascend_msda.csv", help="CSV output (default %(default)s)")
     quick = f"CI smoke run: {', '.join(QUICK_CASES)}, shapes / {QUICK_SCALE}"
     p.add_argument("--quick", action="store_true", help=quick)
+    p.add_argument(
+        "--npu",
+        action="store_true",
+        help="MEASURE instead of modelling: time npu_ops.msda (co-designed kernels) and the grid_sample "
+        "formulation on a real NPU at the cases' full shapes (needs torch_npu, CANN and the NPU build)",
+    )
+    p.add_argument("--repeats", type=int, default=20, help="--npu: recorded calls per measurement (default 20)")
     ns = p.parse_args(argv)
     names = ns.cases.split(",") if ns.cases else list(QUICK_CASES if ns.quick else DEFAULT_CASES)
     for n in names:
@@ -320,8 +327,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return ns
 
 
+def _main_npu(ns: argparse.Namespace) -> int:
+    from .ascend_msda_npu import measure, table
+
+    try:
+        rows = measure(ns.case_names, ns.dtypes, repeats=ns.repeats)
+    except RuntimeError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    print(f"# MSDA on {rows[0]['device'] if rows else 'NPU'}: MEASURED (p50 of {ns.repeats} calls, full shapes)")
+    print()
+    print(table(rows))
+    path = harness.write_csv(rows, ns.csv.replace(".csv", "_npu.csv"))
+    print(f"\nCSV: {path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ns = parse_args(argv)
+    if ns.npu:
+        return _main_npu(ns)
     fig = A2_FIGURES if ns.dma_issue_cycles is None else with_figures(dma_issue_cycles=ns.dma_issue_cycles)
     start = time.perf_counter()
     runs: list[Run] = []
