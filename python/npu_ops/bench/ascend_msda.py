@@ -11,15 +11,20 @@ level shapes unchanged (which levels fit the UB decides the co-designed kernel's
 them would change what is measured). Only one vector core's share of the queries runs: ``q_core =
 ceil(bs * Nq / 48)`` queries of batch 0, evenly spaced over the case's queries, on one block. If
 ``q_core`` exceeds ``--max-queries``, fewer queries run and the counters are extrapolated linearly
-(stated per row). The chip estimate assumes the 48 cores get equal shares (the kernels balance
-their tails) and caps it by the chip's aggregate GM bandwidth. ``--quick`` (CI) shrinks the level
-sides of two cases by 4 and runs at most 48 queries.
+(stated per row). The backward kernels also do launch-wide work that the 48 blocks share at full
+scale (zeroing the fp32 ``grad_value`` accumulator, the final fp16/bf16 cast): a one-block run does
+all of it, so it is measured separately (one block with one query, minus the busiest block of a
+48-block launch with one query each), taken out, and added back as one core's share of the full
+batch. The chip estimate assumes the 48 cores get equal shares (the kernels balance their tails) and
+caps it by the chip's aggregate GM bandwidth. ``--quick`` (CI) shrinks the level sides of two cases
+by 4 and runs at most 48 queries.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import sys
 import time
@@ -30,8 +35,17 @@ from typing import Any
 import torch
 
 from . import harness
-from .ascend_cost_model import A2_FIGURES, FIGURE_SOURCES, A2Figures, ChipTime, chip_time, scaled, with_figures
-from .msda_cases import CASES, Case, make_inputs, resolve_case
+from .ascend_cost_model import (
+    A2_FIGURES,
+    COUNTERS,
+    FIGURE_SOURCES,
+    A2Figures,
+    ChipTime,
+    chip_time,
+    scaled,
+    with_figures,
+)
+from .msda_cases import CASES, Case, MsdaInputs, make_inputs, resolve_case
 
 __all__ = ["Run", "emulate", "main", "model_rows"]
 
@@ -60,20 +74,35 @@ class Run:
     stats: dict[str, Any]  # last_stats() of the launch (one block)
     emu_s: float  # wall time of the emulation
     error: str = ""
+    cores: int = 48
+    # Launch-wide work of a batch-1 launch (all of it done by the one emulated block): shared by
+    # all cores at full scale. Empty: none.
+    launch_wide: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def extrapolation(self) -> float:
         return self.q_core / self.q_emul
 
     def core_counters(self) -> dict[str, float]:
-        """One vector core's counters at full share."""
-        return scaled(self.stats, self.extrapolation)
+        """One vector core's counters at full share: the emulated block's own work extrapolated to
+        ``q_core`` queries, plus its share of the launch-wide work of the full batch."""
+        own = scaled(self.stats, self.extrapolation)
+        if not self.launch_wide:
+            return own
+        f = self.extrapolation
+        return {
+            k: max(self.stats[k] - self.launch_wide[k], 0.0) * f + self.launch_wide[k] * self.case.bs / self.cores
+            for k in own
+        }
 
     def chip(self, fig: A2Figures = A2_FIGURES) -> ChipTime:
         return chip_time([self.core_counters()], fig, replicas=fig.vector_cores)
 
     def per_point(self, key: str) -> float:
-        return self.stats[key] / self.points
+        """Counter per sampling point of one core's share (launch-wide work included)."""
+        c = self.core_counters()
+        value = c["dma_in_ops"] + c["dma_out_ops"] if key == "dma_ops" else c[key]
+        return value / (self.points * self.extrapolation)
 
 
 def _sim():
@@ -92,16 +121,39 @@ def _core_share(case: Case, cores: int) -> int:
     return max(1, math.ceil(case.bs * case.nq / cores))
 
 
+@functools.lru_cache(maxsize=4)
+def _inputs(case: Case, dtype: torch.dtype, seed: int) -> MsdaInputs:
+    return make_inputs(dataclasses.replace(case, bs=1), dtype, seed=seed)
+
+
 def _subset(case: Case, dtype: torch.dtype, q: int, seed: int) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Inputs of batch 0 restricted to ``q`` evenly spaced queries, and a grad_output for them."""
-    one = dataclasses.replace(case, bs=1)
-    inp = make_inputs(one, dtype, seed=seed)
+    inp = _inputs(case, dtype, seed)
     idx = torch.linspace(0, case.nq - 1, q).round().long().unique()
     loc = inp.sampling_locations[:, idx].contiguous()
     attn = inp.attention_weights[:, idx].contiguous()
     g = torch.Generator().manual_seed(seed + 1)
     grad = torch.randn(1, idx.numel(), case.heads * case.channels, generator=g).to(dtype)
     return [inp.value, inp.spatial_shapes, inp.level_start_index, loc, attn], grad
+
+
+def _launch(sim, direction: str, design: str, args: list[torch.Tensor], grad: torch.Tensor, blocks: int, seed: int):
+    if direction == "forward":
+        sim.msda_forward(*args, block_num=blocks, seed=seed, design=design)
+    else:
+        sim.msda_backward(grad, *args, block_num=blocks, seed=seed, design=design)
+    return sim.last_stats()
+
+
+def _launch_wide(sim, case: Case, dtype: str, design: str, cores: int, seed: int) -> dict[str, float]:
+    """Counters of the backward's launch-wide phases for a batch-1 launch (see module doc)."""
+    one, grad1 = _subset(case, DTYPES[dtype], 1, seed)
+    alone = _launch(sim, "backward", design, one, grad1, 1, seed)
+    spread, grad48 = _subset(case, DTYPES[dtype], min(cores, case.nq), seed)
+    shared = _launch(sim, "backward", design, spread, grad48, cores, seed)
+    busiest = {k: max(float(b[k]) for b in shared["per_block"]) for k in COUNTERS}
+    # alone = Z + own(1 query); busiest = Z / cores + own(<= one tile): Z ~ (alone - busiest) * cores / (cores - 1).
+    return {k: max(float(alone[k]) - busiest[k], 0.0) * cores / (cores - 1) for k in COUNTERS}
 
 
 def emulate(case: Case, dtype: str, max_queries: int, cores: int = 48, seed: int = 0) -> list[Run]:
@@ -116,17 +168,15 @@ def emulate(case: Case, dtype: str, max_queries: int, cores: int = 48, seed: int
     for direction in DIRECTIONS:
         for design in DESIGNS:
             t0 = time.perf_counter()
-            err = ""
+            err, stats, wide = "", {}, {}
             try:
-                if direction == "forward":
-                    sim.msda_forward(*args, block_num=1, seed=seed, design=design)
-                else:
-                    sim.msda_backward(grad, *args, block_num=1, seed=seed, design=design)
-                stats = sim.last_stats()
+                stats = _launch(sim, direction, design, args, grad, 1, seed)
+                if direction == "backward":
+                    wide = _launch_wide(sim, case, dtype, design, cores, seed)
             except Exception as e:  # reported in the table, the other runs go on
-                err, stats = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}", {}
+                err = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
             emu_s = time.perf_counter() - t0
-            runs.append(Run(case, dtype, design, direction, q_core, q, points, stats, emu_s, err))
+            runs.append(Run(case, dtype, design, direction, q_core, q, points, stats, emu_s, err, cores, wide))
     return runs
 
 
@@ -157,6 +207,9 @@ def model_rows(runs: Sequence[Run], fig: A2Figures = A2_FIGURES) -> list[dict[st
         if not r.error:
             chip = r.chip(fig)
             row.update(
+                launch_wide_gm_bytes=round(
+                    r.launch_wide.get("gm_read_bytes", 0.0) + r.launch_wide.get("gm_write_bytes", 0.0)
+                ),
                 dma_ops_per_point=round(r.per_point("dma_ops"), 3),
                 gm_bytes_per_point=round(r.per_point("gm_read_bytes") + r.per_point("gm_write_bytes"), 1),
                 atomic_bytes_per_point=round(r.per_point("atomic_bytes"), 1),
