@@ -30,6 +30,8 @@ from .chorus import (  # noqa: E402  (after the library is loaded)
     masked_blend,
     masked_blend_backward,
 )
+from .msda_backward import msda_backward, msda_backward_tiling  # noqa: E402
+from .msda_forward import msda_forward, msda_forward_tiling  # noqa: E402
 
 __all__ = [
     "AscendRuleError",
@@ -41,4 +43,8 @@ __all__ = [
     "last_stats",
     "masked_blend",
     "masked_blend_backward",
+    "msda_backward",
+    "msda_backward_tiling",
+    "msda_forward",
+    "msda_forward_tiling",
 ]
