@@ -359,8 +359,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--npu",
         action="store_true",
-        help="MEASURE instead of modelling: time npu_ops.msda (co-designed kernels) and the grid_sample "
-        "formulation on a real NPU at the cases' full shapes (needs torch_npu, CANN and the NPU build)",
+        help="MEASURE instead of modelling: time npu_ops.msda with the co-designed and the naive kernels and "
+        "the grid_sample formulation on a real NPU at the cases' full shapes (needs torch_npu, CANN and the "
+        "NPU build)",
     )
     p.add_argument("--repeats", type=int, default=20, help="--npu: recorded calls per measurement (default 20)")
     ns = p.parse_args(argv)

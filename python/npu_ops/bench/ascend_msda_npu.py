@@ -1,6 +1,7 @@
 """MEASURED MSDA times on a real Ascend NPU: ``python bench/bench_ascend_msda.py --npu``.
 
-Times :func:`npu_ops.msda` (the co-designed AscendC kernels behind ``PrivateUse1``) and the
+Times :func:`npu_ops.msda` (the co-designed AscendC kernels behind ``PrivateUse1``), the same op
+with the naive baseline kernels (``NPU_OPS_MSDA_DESIGN=naive``, read by the launcher per call) and the
 grid_sample formulation (``npu_ops.msda.multi_scale_deformable_attn_pytorch``, the baseline of the
 xMSDA paper) on the NPU, at the full benchmark shapes of :mod:`npu_ops.bench.msda_cases`: forward
 (no grad) and backward (``autograd.grad`` after an untimed forward). Each call is bracketed by
@@ -10,6 +11,7 @@ with the package built with ``NPU_OPS_WITH_NPU=1`` (``npu_ops.has_npu_backend()`
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 
@@ -21,7 +23,8 @@ from .msda_steps import call
 
 __all__ = ["measure"]
 
-PROVIDERS = ("npu_ops", "grid_sample")
+# npu_ops_naive: the naive baseline kernels, through the launcher's NPU_OPS_MSDA_DESIGN=naive.
+PROVIDERS = ("npu_ops", "npu_ops_naive", "grid_sample")
 
 
 def _npu_ready() -> str:
@@ -47,6 +50,8 @@ def _sync_time(fn: Callable[[], object]) -> float:
 
 
 def _samples(provider: str, mode: str, inp: MsdaInputs, grad: torch.Tensor, warmup: int, repeats: int) -> list[float]:
+    os.environ["NPU_OPS_MSDA_DESIGN"] = "naive" if provider == "npu_ops_naive" else "codesign"
+    provider = "npu_ops" if provider == "npu_ops_naive" else provider
     xs = [t.detach().requires_grad_() for t in (inp.value, inp.sampling_locations, inp.attention_weights)]
 
     def forward() -> object:
@@ -70,6 +75,17 @@ def measure(cases: Sequence[str], dtypes: Sequence[str], repeats: int = 20, warm
     why = _npu_ready()
     if why:
         raise RuntimeError(f"--npu: cannot measure on an NPU: {why}")
+    saved = os.environ.get("NPU_OPS_MSDA_DESIGN")
+    try:
+        return _measure(cases, dtypes, repeats, warmup)
+    finally:
+        if saved is None:
+            os.environ.pop("NPU_OPS_MSDA_DESIGN", None)
+        else:
+            os.environ["NPU_OPS_MSDA_DESIGN"] = saved
+
+
+def _measure(cases: Sequence[str], dtypes: Sequence[str], repeats: int, warmup: int) -> list[dict]:
     rows = []
     for name in cases:
         case = CASES[name]
@@ -98,17 +114,12 @@ def measure(cases: Sequence[str], dtypes: Sequence[str], repeats: int = 20, warm
 
 
 def table(rows: Sequence[dict]) -> str:
-    speed = {}
+    t: dict[tuple[str, str, str], dict[str, float]] = {}
     for r in rows:
-        speed.setdefault((r["case"], r["dtype"], r["mode"]), {})[r["provider"]] = r["p50_ms"]
-    out = [
-        harness.markdown_table(
-            ["case", "dtype", "mode", "npu_ops p50 ms", "grid_sample p50 ms", "speedup"],
-            [
-                [c, d, m, t.get("npu_ops", ""), t.get("grid_sample", ""), f"{t['grid_sample'] / t['npu_ops']:.2f}x"]
-                for (c, d, m), t in speed.items()
-                if "npu_ops" in t and "grid_sample" in t
-            ],
-        )
-    ]
-    return "\n".join(out)
+        t.setdefault((r["case"], r["dtype"], r["mode"]), {})[r["provider"]] = r["p50_ms"]
+    body = []
+    for (c, d, m), ms in t.items():
+        co, na, gs = (ms.get(p, float("nan")) for p in PROVIDERS)
+        body.append([c, d, m, co, na, gs, f"{na / co:.2f}x", f"{gs / co:.2f}x"])
+    headers = ["case", "dtype", "mode", "codesign p50 ms", "naive p50 ms", "grid_sample p50 ms"]
+    return harness.markdown_table(headers + ["codesign vs naive", "codesign vs grid_sample"], body)
