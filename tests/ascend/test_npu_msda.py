@@ -111,3 +111,18 @@ def test_msda_npu_deterministic_backward_is_bitwise_repeatable():
         torch.use_deterministic_algorithms(prev)
     for name, a, b in zip(GRAD_NAMES, first, again):
         assert torch.equal(a.cpu(), b.cpu()), name
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+def test_msda_npu_naive_design_matches_cpu(dtype, monkeypatch):
+    # NPU_OPS_MSDA_DESIGN=naive: the baseline kernels the benchmark compares against.
+    monkeypatch.setenv("NPU_OPS_MSDA_DESIGN", "naive")
+    inp = make_msda_inputs(2, 33, 3, 37, LEVELS_4, 4, dtype=dtype, seed=61)
+    _compare(inp, make_grad_output(inp, seed=62, dtype=dtype), dtype)
+
+
+def test_msda_npu_bad_design_variable_is_named(monkeypatch):
+    monkeypatch.setenv("NPU_OPS_MSDA_DESIGN", "fast")
+    inp = _npu(make_msda_inputs(1, 3, 2, 8, LEVELS_MMCV, 2, dtype=torch.float32, seed=63).to(torch.float32))
+    with pytest.raises(RuntimeError, match="NPU_OPS_MSDA_DESIGN must be 'codesign' or 'naive', got 'fast'"):
+        npu_ops.msda(*inp.args())
