@@ -315,7 +315,8 @@ def report(runs: Sequence[Run], fig: A2Figures, scale: int | None) -> str:
                 if s is not None:
                     verdict = "meets" if s >= GOALS[d] else "MISSES"
                     lines.append(f"- {name} {dtype} {d}: {s:.2f}x ({verdict} the goal of >= {GOALS[d]:.0f}x)")
-        out.append(f"Goal of issue 5 (Deformable-DETR encoder; forward >= 5x, backward >= 8x), {LABEL}:")
+        caveat = f" (on {name}, a SCALED-DOWN stand-in: run without --quick for the real case)" if scale else ""
+        out.append(f"Goal of issue 5 (Deformable-DETR encoder; forward >= 5x, backward >= 8x), {LABEL}{caveat}:")
         out += lines or ["- no complete pair of runs"]
         out.append("")
         out.append("Sensitivity of the goal case to the least certain figure, the fixed cost of a DMA (overlap model):")
