@@ -4,6 +4,7 @@ composition, the report's labels and a smoke run of ``--quick``."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import math
 
@@ -214,7 +215,19 @@ def test_quick_run_of_the_real_kernels(capsys, tmp_path):
     rc = ascend_msda.main(["--quick", "--csv", str(tmp_path / "m.csv")])
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert "MODEL, not a measurement" in out and "n/a" not in out.split("Goal of issue 5")[1].split("Sensitivity")[0]
+    assert "MODEL, not a measurement" in out and "SCALED-DOWN" in out
+    assert "n/a" not in out.split("Goal of issue 5")[1].split("Sensitivity")[0]
+    rows = list(csv.DictReader((tmp_path / "m.csv").open()))
+    assert len(rows) == 2 * 2 * 2 * 2  # cases x dtypes x directions x designs
+    by = {(r["case"], r["dtype"], r["direction"], r["design"]): r for r in rows}
+    for case, dtype, direction, design in by:
+        if design != "codesign":
+            continue
+        co, na = by[(case, dtype, direction, "codesign")], by[(case, dtype, direction, "naive")]
+        # What the co-design is for: fewer DMA instructions per sampling point, less estimated time.
+        assert float(co["dma_ops_per_point"]) < float(na["dma_ops_per_point"]), (case, dtype, direction)
+        assert float(co["chip_us"]) < float(na["chip_us"]), (case, dtype, direction)
+        assert 0 < int(co["ub_peak_bytes"]) <= sim.UB_CAPACITY_BYTES
 
 
 @pytest.mark.skipif(npu_ops.has_npu_backend(), reason="checks the message given where no NPU is present")
