@@ -44,3 +44,8 @@ def vector_add_driver(driver_dir) -> Path:
 @pytest.fixture(scope="session")
 def api_semantics_driver(driver_dir) -> Path:
     return build_driver(driver_dir, DRIVERS / "api_semantics.cpp")
+
+
+@pytest.fixture(scope="session")
+def counters_driver(driver_dir) -> Path:
+    return build_driver(driver_dir, DRIVERS / "counters_driver.cpp")

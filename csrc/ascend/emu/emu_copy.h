@@ -64,6 +64,20 @@ void StoreGm(const char* api, T* gm, uint32_t ub_off, uint64_t bytes) {
   }
 }
 
+// One DMA instruction on `pipe` (kMte2: GM -> UB, kMte3: UB -> GM) moving `bursts` contiguous GM
+// segments; an UB -> GM copy while SetAtomicAdd is on is also an atomic DMA.
+inline void CountDma(int pipe, uint64_t bursts) {
+  auto& c = Ctx();
+  c.stats->dma_ops++;
+  c.stats->dma_bursts += bursts;
+  if (pipe == kMte2) {
+    c.stats->dma_in_ops++;
+  } else {
+    c.stats->dma_out_ops++;
+    if (c.atomic_type >= 0) c.stats->atomic_dma_ops++;
+  }
+}
+
 }  // namespace npu_ops_emu
 
 namespace AscendC {
@@ -82,7 +96,7 @@ void DataCopy(const LocalTensor<T>& dst, const GlobalTensor<T>& src, const uint3
   npu_ops_emu::GmAccess(api, src.base_, bytes, false, false);
   c.Write(npu_ops_emu::kMte2, s, api, dst.off_, bytes);
   std::memcpy(c.ub.data() + dst.off_, src.base_, bytes);
-  c.stats->dma_ops++;
+  npu_ops_emu::CountDma(npu_ops_emu::kMte2, 1);
 }
 
 template <typename T>
@@ -96,7 +110,7 @@ void DataCopy(const GlobalTensor<T>& dst, const LocalTensor<T>& src, const uint3
   uint32_t s = c.Issue(npu_ops_emu::kMte3, api);
   c.Read(npu_ops_emu::kMte3, s, api, src.off_, bytes);
   npu_ops_emu::StoreGm(api, dst.base_, src.off_, bytes);
-  c.stats->dma_ops++;
+  npu_ops_emu::CountDma(npu_ops_emu::kMte3, 1);
 }
 
 template <typename T>
@@ -141,7 +155,7 @@ void DataCopy(const LocalTensor<T>& dst, const GlobalTensor<T>& src, const DataC
     c.Write(npu_ops_emu::kMte2, s, api, dst.off_ + i * dst_step, len);
     std::memcpy(c.ub.data() + dst.off_ + i * dst_step, g, len);
   }
-  c.stats->dma_ops++;
+  npu_ops_emu::CountDma(npu_ops_emu::kMte2, p.blockCount);
 }
 
 template <typename T>
@@ -159,7 +173,7 @@ void DataCopy(const GlobalTensor<T>& dst, const LocalTensor<T>& src, const DataC
     auto* g = reinterpret_cast<T*>(reinterpret_cast<uint8_t*>(dst.base_) + i * dst_step);
     npu_ops_emu::StoreGm(api, g, src.off_ + i * src_step, len);
   }
-  c.stats->dma_ops++;
+  npu_ops_emu::CountDma(npu_ops_emu::kMte3, p.blockCount);
 }
 
 template <typename T>
@@ -228,7 +242,7 @@ void DataCopyPad(const LocalTensor<T>& dst, const GlobalTensor<T>& src, const Da
       for (uint64_t k = used; k + sizeof(T) <= row; k += sizeof(T)) std::memcpy(ub + k, &pad.paddingValue, sizeof(T));
     }
   }
-  c.stats->dma_ops++;
+  npu_ops_emu::CountDma(npu_ops_emu::kMte2, p.blockCount);
 }
 
 template <typename T>
@@ -247,7 +261,7 @@ void DataCopyPad(const GlobalTensor<T>& dst, const LocalTensor<T>& src, const Da
     auto* g = reinterpret_cast<T*>(reinterpret_cast<uint8_t*>(dst.base_) + i * dst_step);
     npu_ops_emu::StoreGm(api, g, u, p.blockLen);
   }
-  c.stats->dma_ops++;
+  npu_ops_emu::CountDma(npu_ops_emu::kMte3, p.blockCount);
 }
 
 // ---- DMA atomics ----------------------------------------------------------------------------------

@@ -68,13 +68,53 @@ const char* TypeName(int tag) {
   return tag >= 0 && tag <= kOther ? names[tag] : "?";
 }
 
-std::string Stats::ToJson() const {
+Counters& Counters::operator+=(const Counters& o) {
+  gm_read_bytes += o.gm_read_bytes;
+  gm_write_bytes += o.gm_write_bytes;
+  atomic_bytes += o.atomic_bytes;
+  dma_ops += o.dma_ops;
+  dma_in_ops += o.dma_in_ops;
+  dma_out_ops += o.dma_out_ops;
+  atomic_dma_ops += o.atomic_dma_ops;
+  dma_bursts += o.dma_bursts;
+  vector_ops += o.vector_ops;
+  vector_repeats += o.vector_repeats;
+  gather_ops += o.gather_ops;
+  gather_elements += o.gather_elements;
+  gather_bytes += o.gather_bytes;
+  scalar_ub_ops += o.scalar_ub_ops;
+  sync_ops += o.sync_ops;
+  return *this;
+}
+
+namespace {
+void CountersJson(std::ostringstream& s, const Counters& c) {
+  s << "\"gm_read_bytes\": " << c.gm_read_bytes << ", \"gm_write_bytes\": " << c.gm_write_bytes
+    << ", \"atomic_bytes\": " << c.atomic_bytes << ", \"dma_ops\": " << c.dma_ops
+    << ", \"dma_in_ops\": " << c.dma_in_ops << ", \"dma_out_ops\": " << c.dma_out_ops
+    << ", \"atomic_dma_ops\": " << c.atomic_dma_ops << ", \"dma_bursts\": " << c.dma_bursts
+    << ", \"vector_ops\": " << c.vector_ops << ", \"vector_repeats\": " << c.vector_repeats
+    << ", \"gather_ops\": " << c.gather_ops << ", \"gather_elements\": " << c.gather_elements
+    << ", \"gather_bytes\": " << c.gather_bytes << ", \"scalar_ub_ops\": " << c.scalar_ub_ops
+    << ", \"sync_ops\": " << c.sync_ops;
+}
+}  // namespace
+
+std::string Stats::ToJson(bool with_blocks) const {
   std::ostringstream s;
-  s << "{\"ub_peak_bytes\": " << ub_peak_bytes << ", \"ub_capacity_bytes\": " << ub_capacity_bytes
-    << ", \"gm_read_bytes\": " << gm_read_bytes << ", \"gm_write_bytes\": " << gm_write_bytes
-    << ", \"atomic_bytes\": " << atomic_bytes << ", \"dma_ops\": " << dma_ops << ", \"vector_ops\": " << vector_ops
-    << ", \"vector_repeats\": " << vector_repeats << ", \"scalar_ub_ops\": " << scalar_ub_ops
-    << ", \"sync_ops\": " << sync_ops << ", \"blocks\": " << blocks << "}";
+  s << "{\"ub_peak_bytes\": " << ub_peak_bytes << ", \"ub_capacity_bytes\": " << ub_capacity_bytes << ", ";
+  CountersJson(s, *this);
+  s << ", \"blocks\": " << blocks;
+  if (with_blocks) {
+    s << ", \"per_block\": [";
+    for (size_t b = 0; b < per_block.size(); ++b) {
+      s << (b ? ", {" : "{");
+      CountersJson(s, per_block[b]);
+      s << "}";
+    }
+    s << "]";
+  }
+  s << "}";
   return s.str();
 }
 
@@ -86,7 +126,7 @@ void GmRegion::EnsureShadow() {
   }
 }
 
-BlockCtx::BlockCtx(int idx, int num, const Options& o, Stats* st)
+BlockCtx::BlockCtx(int idx, int num, const Options& o, Counters* st)
     : block_idx(idx), block_num(num), opt(o), stats(st), ub(kUbTotalBytes, kPoisonByte) {}
 
 void BlockCtx::GrowShadow(uint32_t bytes) {  // hazard bookkeeping covers only the planned UB
@@ -271,7 +311,7 @@ void BlockMain(Sched* s, int b, const std::function<void()>* body) {
   }
   std::exception_ptr err;
   {
-    BlockCtx ctx(b, static_cast<int>(s->block_num), s->opt, &s->stats);
+    BlockCtx ctx(b, static_cast<int>(s->block_num), s->opt, &s->stats.per_block[b]);
     t_ctx = &ctx;
     t_block = b;
     try {
@@ -319,6 +359,7 @@ Stats Launch(const char* name, uint32_t block_num, uint64_t seed, const std::vec
   s.opt = opt;
   s.stats.ub_capacity_bytes = opt.ub_bytes;
   s.stats.blocks = block_num;
+  s.stats.per_block.assign(block_num, Counters());
   for (const auto& g : gm) {
     GmRegion r;
     r.base = static_cast<uint8_t*>(g.ptr);
@@ -395,6 +436,7 @@ Stats Launch(const char* name, uint32_t block_num, uint64_t seed, const std::vec
     throw;
   }
   finish();
+  for (const Counters& b : s.stats.per_block) s.stats += b;
   g_last_stats = s.stats;
   return s.stats;
 }
@@ -449,7 +491,7 @@ int DriverRun(const char* name, uint32_t block_num, const std::function<void()>&
   uint64_t seed = env_seed ? std::strtoull(env_seed, nullptr, 10) : 0;
   try {
     Stats st = Launch(name, block_num, seed, DriverBuffers(), body);
-    std::printf("[npu_ops emu] %s: %s\n", name, st.ToJson().c_str());
+    std::printf("[npu_ops emu] %s: %s\n", name, st.ToJson(/*with_blocks=*/false).c_str());
     std::fflush(stdout);
   } catch (const AscendRuleError& e) {
     std::fflush(stdout);

@@ -40,19 +40,33 @@ struct Options {
   uint32_t ub_bytes = kUbUsableBytes;
 };
 
-struct Stats {
-  uint64_t ub_peak_bytes = 0;
+// Additive counters of one block (and, summed, of a launch). The cost model
+// (python/npu_ops/bench/ascend_cost_model.py) turns them into an estimated time.
+struct Counters {
   uint64_t gm_read_bytes = 0;
   uint64_t gm_write_bytes = 0;
   uint64_t atomic_bytes = 0;
-  uint64_t dma_ops = 0;
+  uint64_t dma_ops = 0;         // DataCopy/DataCopyPad instructions, every direction
+  uint64_t dma_in_ops = 0;      // GM -> UB (MTE2)
+  uint64_t dma_out_ops = 0;     // UB -> GM (MTE3), atomic ones included
+  uint64_t atomic_dma_ops = 0;  // UB -> GM while SetAtomicAdd is on
+  uint64_t dma_bursts = 0;      // contiguous GM segments moved (blockCount of a strided copy, else 1)
   uint64_t vector_ops = 0;
   uint64_t vector_repeats = 0;
+  uint64_t gather_ops = 0;       // Gather instructions (also counted in vector_ops/vector_repeats)
+  uint64_t gather_elements = 0;  // elements they read
+  uint64_t gather_bytes = 0;     // bytes they read
   uint64_t scalar_ub_ops = 0;
   uint64_t sync_ops = 0;
+  Counters& operator+=(const Counters& o);
+};
+
+struct Stats : Counters {
+  uint64_t ub_peak_bytes = 0;
   uint64_t blocks = 0;
   uint64_t ub_capacity_bytes = kUbUsableBytes;
-  std::string ToJson() const;
+  std::vector<Counters> per_block;  // indexed by block; their sum is this launch's Counters
+  std::string ToJson(bool with_blocks = true) const;
 };
 
 struct GmBuffer {
@@ -98,10 +112,10 @@ struct FlagState {
 // State of the block running on this thread.
 class BlockCtx {
  public:
-  BlockCtx(int idx, int num, const Options& opt, Stats* stats);
+  BlockCtx(int idx, int num, const Options& opt, Counters* stats);
   int block_idx, block_num;
   Options opt;
-  Stats* stats;
+  Counters* stats;  // this block's counters
   std::vector<uint8_t> ub;
   // Per UB byte: the op that last wrote it and, per pipe, the last op that read it.
   std::vector<uint32_t> w_seq;

@@ -353,6 +353,9 @@ void Gather(const LocalTensor<T>& dst, const LocalTensor<T>& src, const LocalTen
     c.Fail(api, "srcBaseOffset " + npu_ops_emu::Str(srcBaseOffset) +
                     " is not a multiple of sizeof(T) = " + npu_ops_emu::Str(sizeof(T)));
   uint32_t s = npu_ops_emu::BeginVec(api, uint64_t(count) * sizeof(T));
+  c.stats->gather_ops++;
+  c.stats->gather_elements += count;
+  c.stats->gather_bytes += uint64_t(count) * sizeof(T);
   c.Read(npu_ops_emu::kV, s, api, srcOffset.off_, count * 4);
   std::vector<T> out(count);
   uint64_t src_bytes = uint64_t(src.size_) * sizeof(T);

@@ -78,13 +78,19 @@ def check_seed(seed: int) -> int:
     return seed
 
 
-def last_stats() -> dict[str, int]:
+def last_stats() -> dict[str, Any]:
     """Counters of the last emulated launch.
 
-    Keys: ``ub_peak_bytes`` (largest UB plan of any block), ``ub_capacity_bytes`` (188160),
-    ``gm_read_bytes``, ``gm_write_bytes``, ``atomic_bytes``, ``dma_ops`` (DataCopy/DataCopyPad
-    instructions), ``vector_ops`` (vector instructions), ``vector_repeats`` (256-byte repeats),
-    ``scalar_ub_ops`` (GetValue/SetValue on UB), ``sync_ops`` (EnQue, SetFlag, WaitFlag,
-    barriers) and ``blocks``.
+    Keys (ints): ``ub_peak_bytes`` (largest UB plan of any block), ``ub_capacity_bytes`` (188160),
+    ``blocks``, and the additive counters ``gm_read_bytes``, ``gm_write_bytes``, ``atomic_bytes``
+    (UB->GM bytes moved while ``SetAtomicAdd`` was on), ``dma_ops`` (DataCopy/DataCopyPad
+    instructions), ``dma_in_ops`` (GM->UB, MTE2), ``dma_out_ops`` (UB->GM, MTE3, atomic ones
+    included), ``atomic_dma_ops``, ``dma_bursts`` (contiguous GM segments those copies moved:
+    ``blockCount`` of a strided copy, else 1), ``vector_ops`` (vector instructions),
+    ``vector_repeats`` (256-byte repeats), ``gather_ops`` / ``gather_elements`` / ``gather_bytes``
+    (vector ``Gather`` from UB; also counted as vector instructions), ``scalar_ub_ops``
+    (GetValue/SetValue on UB) and ``sync_ops`` (EnQue, SetFlag, WaitFlag, barriers).
+    ``per_block`` lists the additive counters of each block (index = block id); they sum to the
+    launch's. The cost model :mod:`npu_ops.bench.ascend_cost_model` reads them.
     """
     return json.loads(torch.ops.npu_ops_sim.last_stats())

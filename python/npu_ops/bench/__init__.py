@@ -10,6 +10,10 @@ Modules:
   checks, the run loop and the memory probe.
 - :mod:`~npu_ops.bench.msda_report`: markdown tables and CSV rows.
 - :mod:`~npu_ops.bench.cli`: the command line (also behind ``bench/bench_msda.py``).
+- :mod:`~npu_ops.bench.ascend_cost_model`: the Atlas A2 vector-core cost model over emulator counters
+  (cited per-core figures).
+- :mod:`~npu_ops.bench.ascend_msda`: MSDA AscendC kernels, co-designed vs naive, under the emulator
+  through that model (``bench/bench_ascend_msda.py``, ``--op ascend_msda``).
 """
 
 from __future__ import annotations
