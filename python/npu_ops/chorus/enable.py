@@ -11,8 +11,8 @@ One line, in the style of cache-dit's enablers. It
   step, blends region steps into the source's cached ``x_{k+1}`` with ``masked_blend``, and captures
   the latents a miss inserts into the cache.
 
-Limits (checked; a request outside them is served by the stock pipeline with a warning and a
-``reason`` in its record): first-order flow-matching Euler only (``FlowMatchEulerDiscreteScheduler``:
+Limits (checked; a request outside them is served by the stock pipeline with a warning, and no
+Chorus record is added): first-order flow-matching Euler only (``FlowMatchEulerDiscreteScheduler``:
 a cached latent can replace the loop's latent exactly; multistep solvers such as UniPC keep a
 history), one prompt string per call, one video per prompt, text-to-video (no Wan 2.2 expanded
 timesteps, no second transformer). A call with ``generator`` or ``latents`` has a user-fixed seed:

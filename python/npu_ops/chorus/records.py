@@ -18,7 +18,8 @@ class RequestRecord:
     cost is quadratic in tokens, so a region step's wall time falls faster than its NFE.
     ``wall_s`` is end to end; ``stage_s`` splits the denoising time by stage; ``retrieval_s``
     (prompt encoding + cache lookup + plan) and ``blend_s`` (region-mask building + ``masked_blend``)
-    are the Chorus overheads; ``insert_s`` the cache insertion on a miss. ``drift`` is the relative L2
+    are the Chorus overheads; ``insert_s`` the cache bookkeeping (insertion on a miss,
+    ``record_hit`` on a hit). ``drift`` is the relative L2
     of the final latent against full compute from the same initial noise (only when requested).
     """
 
