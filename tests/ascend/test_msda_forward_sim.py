@@ -95,7 +95,9 @@ def test_shape_families(case, design):
 
 
 @pytest.mark.parametrize("design", DESIGNS)
-@pytest.mark.parametrize("channels", [1, 3, 16, 32, 37, 64, 128, 256, 1025])
+# 128, 256, 1025: the row-broadcast ops take several 64-column segments; 2049 (fp32): more than 255
+# blocks a row, so they fall back to one row per instruction.
+@pytest.mark.parametrize("channels", [1, 3, 16, 32, 37, 64, 128, 256, 1025, 2049])
 def test_channels(channels, design):
     dtype = torch.float16 if channels in (3, 37, 1025) else torch.float32
     inp = make_msda_inputs(2, 5, 2, channels, LEVELS_MMCV, 2, dtype=dtype, seed=channels)
@@ -352,10 +354,16 @@ def _ub_plan(t: dict, design: str, heads: int, levels: int, points: int, sz: int
     q, tn, ce = t["tile_q"], t["tile_n"], t["chunk_elems"]
     win = t["window_pixels"] > 0
     res, dma = t["num_resident"] > 0 or win, t["has_dma_levels"] == 1
+    slack = 256  # the row-broadcast repeats span a whole repeat past the last row
     total = bufs * (q * t["loc_row_bytes"] + q * t["attn_row_bytes"] + ce * sz + q * cp * sz)
+    total += bufs * slack if sz == 4 else 0
     total += tn * sz if sz == 2 else 0
     total += (22 + 5 * res + 5 * win + 2 * dma) * tn * 4 + 5 * up(tn // 8)
-    total += ce * 4 * (2 + 2 * res + (sz == 2)) + q * cp * 4
+    rows = ce // cp
+    total += 2 * rows * 32  # point table and weight / offset blocks: 32 B per chunk row
+    total += ((cp + 63) // 64 * 64 * 4 + ce * 4 + slack) if res else 0  # channel ramp, element offsets
+    total += ce * 4 + slack if sz == 2 else 0  # fp32 copy of a 16-bit chunk
+    total += q * cp * 4
     total += t["resident_bytes"] + t["window_pixels"] * cp * sz
     return total
 

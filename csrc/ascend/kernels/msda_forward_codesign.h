@@ -4,9 +4,11 @@
 // Point index inside a tile: i = q * L*P + l * P + p (q: row of the tile, one head at a time).
 // Per-point data live in fp32 "planes" of tileN elements; the corner planes (weights, UB offsets)
 // are four consecutive planes, corner k = 2 * dy + dx. A corner chunk of level l and points
-// [p0, p0 + pc) is laid out [p][k][q][cPad]; bcastTab maps every chunk element to its point's
-// corner-plane entry (relative to the chunk's first point), so one Gather broadcasts the point
-// weights (or UB offsets) over the channels.
+// [p0, p0 + pc) is laid out [p][k][q][cPad]; bcastTab maps each chunk row to its point's
+// corner-plane entry (relative to the chunk's first point), 8 copies a row, so one Gather builds a
+// 32-byte block per row holding the point's weight (or UB offset), and a repeat-form Mul (Add)
+// with src1 block stride 0 applies it to the whole row: the gather moves 32 B a row, not cPad
+// elements.
 #pragma once
 
 #include "msda_forward.h"
@@ -55,7 +57,9 @@ class MsdaForwardCodesign {
     const uint32_t q = p.tileQ, tn = p.tileN, ce = p.chunkElems, cp = p.cPad;
     pipe_.InitBuffer(locQue_, p.bufferNum, q * p.locRowBytes);
     pipe_.InitBuffer(attnQue_, p.bufferNum, q * p.attnRowBytes);
-    pipe_.InitBuffer(valQue_, p.bufferNum, ce * sizeof(T));
+    // RowBlockOp's repeats span 8 blocks even where the mask uses fewer: its destinations get
+    // kRowSlack bytes past the last row so that the span stays inside the buffer.
+    pipe_.InitBuffer(valQue_, p.bufferNum, ce * sizeof(T) + (kF32 ? kRowSlack : 0));
     pipe_.InitBuffer(outQue_, p.bufferNum, q * cp * sizeof(T));
     if constexpr (!kF32) pipe_.InitBuffer(gathT_, tn * sizeof(T));
     offsPlane_ = kFixedPlanes;
@@ -65,13 +69,14 @@ class MsdaForwardCodesign {
     pipe_.InitBuffer(planes_, planes * tn * sizeof(float));
     maskStride_ = AlignUp(tn / 8, kUbBlock);
     pipe_.InitBuffer(masks_, 5 * maskStride_);
-    pipe_.InitBuffer(bcast_, ce * sizeof(uint32_t));
-    pipe_.InitBuffer(wb_, ce * sizeof(float));
+    const uint32_t blkElems = ce / cp * kBlk32;  // one 32-byte block per chunk row
+    pipe_.InitBuffer(bcast_, blkElems * sizeof(uint32_t));
+    pipe_.InitBuffer(wb_, blkElems * sizeof(float));
     if (gath_) {
-      pipe_.InitBuffer(ramp_, ce * sizeof(int32_t));
-      pipe_.InitBuffer(goffs_, ce * sizeof(int32_t));
+      pipe_.InitBuffer(ramp_, AlignUp(cp, 64) * sizeof(int32_t));
+      pipe_.InitBuffer(goffs_, ce * sizeof(int32_t) + kRowSlack);
     }
-    if constexpr (!kF32) pipe_.InitBuffer(vf_, ce * sizeof(float));
+    if constexpr (!kF32) pipe_.InitBuffer(vf_, ce * sizeof(float) + kRowSlack);
     pipe_.InitBuffer(acc_, q * cp * sizeof(float));
     if (gath_) pipe_.InitBuffer(resident_, p.residentBytes + p.windowPixels * cp * sizeof(T));
     BuildTables();
@@ -160,26 +165,18 @@ class MsdaForwardCodesign {
     AscendC::Add(idx, idx, s1, tn);
     AscendC::Cast(PI(kTabAttn), idx, AscendC::RoundMode::CAST_RINT, tn);
     AscendC::Duplicate(P(kOnes), 1.0f, tn);
-    // bcastTab[((pg * 4 + k) * tileQ + q) * cPad + c] = byte offset of plane entry k*tileN + q*L*P + pg.
+    // bcastTab[((pg * 4 + k) * tileQ + q) * 8 + j] = byte offset of plane entry k*tileN + q*L*P + pg.
     LocalTensor<uint32_t> bc = bcast_.Get<uint32_t>();
     for (uint32_t pg = 0; pg < p.pointGroup; ++pg) {
       for (uint32_t k = 0; k < 4; ++k) {
         for (uint32_t q = 0; q < p.tileQ; ++q) {
           const uint32_t row = (pg * 4 + k) * p.tileQ + q;
           const uint32_t v = 4 * (k * tn + q * p.lp + pg);
-          AscendC::Duplicate(bc[row * p.cPad], v, static_cast<int32_t>(p.cPad));
+          AscendC::Duplicate(bc[row * kBlk32], v, static_cast<int32_t>(kBlk32));
         }
       }
     }
     if (gath_) {
-      // chanRamp[j * cPad + c] = c * sizeof(T): row 0 written above, doubled by UB->UB copies.
-      LocalTensor<int32_t> ramp = ramp_.Get<int32_t>();
-      const uint32_t rows = p.chunkElems / p.cPad;
-      for (uint32_t n = 1; n < rows;) {
-        const uint32_t cnt = n < rows - n ? n : rows - n;
-        AscendC::DataCopy(ramp[n * p.cPad], ramp, cnt * p.cPad);
-        n += cnt;
-      }
       // Zero row at the start of the resident region: what invalid corners gather.
       LocalTensor<uint16_t> z = resident_.Get<uint16_t>();
       AscendC::Duplicate(z, static_cast<uint16_t>(0), static_cast<int32_t>(p.cPad * sizeof(T) / 2));
@@ -494,9 +491,11 @@ class MsdaForwardCodesign {
     LocalTensor<T> val = valQue_.template AllocTensor<T>();
     const uint32_t base = 4 * (l * p.points + p0);
     if (offPlane != 0) {
-      LocalTensor<int32_t> go = goffs_.Get<int32_t>();
-      AscendC::Gather(go, PI(offPlane), bcast_.Get<uint32_t>(), base, ce);
-      AscendC::Add(go, go, ramp_.Get<int32_t>(), static_cast<int32_t>(ce));
+      // Row offset blocks, then every element's offset = chanRamp[c] + its row's offset.
+      LocalTensor<int32_t> go = goffs_.Get<int32_t>(), blk = wb_.Get<int32_t>();
+      const uint32_t rows = ce / p.cPad;
+      AscendC::Gather(blk, PI(offPlane), bcast_.Get<uint32_t>(), base, rows * kBlk32);
+      RowBlockOp<int32_t, false>(go, ramp_.Get<int32_t>(), false, blk, rows);
       AscendC::Gather(val, resident_.Get<T>(), go.template ReinterpretCast<uint32_t>(), 0, ce);
     } else {
       // Rows that no valid corner fills stay zero.
@@ -549,8 +548,9 @@ class MsdaForwardCodesign {
       AscendC::Cast(vf, val, AscendC::RoundMode::CAST_NONE, ce);
     }
     LocalTensor<float> wb = wb_.Get<float>();
-    AscendC::Gather(wb, P(kWts), bcast_.Get<uint32_t>(), 4 * (l * p.points + p0), ce);
-    AscendC::Mul(vf, vf, wb, static_cast<int32_t>(ce));
+    const uint32_t rows = ce / p.cPad;
+    AscendC::Gather(wb, P(kWts), bcast_.Get<uint32_t>(), 4 * (l * p.points + p0), rows * kBlk32);
+    RowBlockOp<float, true>(vf, vf, true, wb, rows);
     for (uint32_t m = pc * 4; m > 1;) {  // fold the slabs pairwise: log2(4 * pc) Adds
       const uint32_t half = m / 2;
       AscendC::Add(vf, vf, vf[(m - half) * slab], static_cast<int32_t>(half * slab));
@@ -559,6 +559,36 @@ class MsdaForwardCodesign {
     AscendC::Add(acc, acc, vf, static_cast<int32_t>(slab));
     valQue_.FreeTensor(val);
   }
+
+  // dst[r][c] = a[r or 0][c] (* or +) blk[r][c % 8] for rows r of cPad 32-bit elements: one
+  // repeat per row (and per 64 columns), src1 block stride 0 repeats the row's 32-byte block.
+  template <typename U, bool kMul>
+  __aicore__ inline void RowBlockOp(const LocalTensor<U>& dst, const LocalTensor<U>& a, bool aPerRow,
+                                    const LocalTensor<U>& blk, uint32_t rows) {
+    const uint32_t cp = plan_.cPad, rb = cp / kBlk32;  // 32-byte blocks per row
+    const bool strided = rb <= kMaxRepStride;
+    const uint32_t step = strided ? kMaxRepeat : 1;  // rows per instruction
+    for (uint32_t cs = 0; cs < rb; cs += 8) {
+      const uint64_t mask = static_cast<uint64_t>(rb - cs < 8 ? rb - cs : 8) * kBlk32;
+      for (uint32_t r0 = 0; r0 < rows; r0 += step) {
+        const uint32_t n = rows - r0 < step ? rows - r0 : step;
+        const uint8_t rep = strided ? static_cast<uint8_t>(rb) : 0;
+        AscendC::BinaryRepeatParams prm(1, 1, 0, rep, aPerRow ? rep : 0, 1);
+        const LocalTensor<U> d = dst[r0 * cp + cs * kBlk32], s0 = a[(aPerRow ? r0 * cp : 0) + cs * kBlk32],
+                             s1 = blk[r0 * kBlk32];
+        if constexpr (kMul) {
+          AscendC::Mul(d, s0, s1, mask, static_cast<int32_t>(n), prm);
+        } else {
+          AscendC::Add(d, s0, s1, mask, static_cast<int32_t>(n), prm);
+        }
+      }
+    }
+  }
+
+  static constexpr uint32_t kBlk32 = 8;           // 32-bit elements per 32-byte block
+  static constexpr uint32_t kRowSlack = 256;      // one repeat
+  static constexpr uint32_t kMaxRepeat = 255;     // repeatTime is 8 bits
+  static constexpr uint32_t kMaxRepStride = 255;  // so are the repeat strides (in blocks)
 
   AscendC::TPipe pipe_;
   MsdaPlan plan_;
