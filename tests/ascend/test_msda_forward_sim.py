@@ -358,7 +358,7 @@ def _ub_plan(t: dict, design: str, heads: int, levels: int, points: int, sz: int
     total = bufs * (q * t["loc_row_bytes"] + q * t["attn_row_bytes"] + ce * sz + q * cp * sz)
     total += bufs * slack if sz == 4 else 0
     total += tn * sz if sz == 2 else 0
-    total += (22 + 5 * res + 5 * win + 2 * dma) * tn * 4 + 5 * up(tn // 8)
+    total += (22 + 5 * res + 5 * win + 2 * dma) * tn * 4 + 6 * up(tn // 8)
     rows = ce // cp
     total += 2 * rows * 32  # point table and weight / offset blocks: 32 B per chunk row
     total += ((cp + 63) // 64 * 64 * 4 + ce * 4 + slack) if res else 0  # channel ramp, element offsets

@@ -20,9 +20,11 @@ class MsdaForwardCodesign {
   static constexpr bool kF32 = SameType<T, float>::value;
   // fp32 planes of tileN elements.
   enum Plane : uint32_t {
+    // kXs..kValid are dead once the corner weights exist: they take the 4 corner flags.
     kXs = 0,    // x (then the fractional part lx)
     kYs,        // y (then ly)
     kAt,        // attention weight (0 for dropped points)
+    kValid,     // point validity (0/1)
     kTabW,      // W of the point's level
     kTabH,      // H of the point's level
     kTabDeint,  // int: byte offset of the point's x in the loc tile
@@ -37,9 +39,9 @@ class MsdaForwardCodesign {
     kFy0,
     kFy1,
     kTmp,
-    kValid,
     kWts,  // 4 planes: corner weights A * bilinear, 0 for invalid corners
     kFixedPlanes = kWts + 4,
+    kCf = kXs,  // 4 planes: corner on the map (0/1), including the point's validity
   };
 
  public:
@@ -68,7 +70,7 @@ class MsdaForwardCodesign {
     const uint32_t planes = pixPlane_ + (dma_ ? 2 : 0);
     pipe_.InitBuffer(planes_, planes * tn * sizeof(float));
     maskStride_ = AlignUp(tn / 8, kUbBlock);
-    pipe_.InitBuffer(masks_, 5 * maskStride_);
+    pipe_.InitBuffer(masks_, kMasks * maskStride_);
     const uint32_t blkElems = ce / cp * kBlk32;  // one 32-byte block per chunk row
     pipe_.InitBuffer(bcast_, blkElems * sizeof(uint32_t));
     pipe_.InitBuffer(wb_, blkElems * sizeof(float));
@@ -321,18 +323,17 @@ class MsdaForwardCodesign {
     AscendC::Compare(m, y, th, CMPMODE::LT, n);
     AscendC::Select(v, m, v, 0.0f, kTS, n);
     // Dropped points: coordinates 0 (finite for the maths below), weight 0.
-    AscendC::Compares(m, v, 0.5f, CMPMODE::GT, n);
-    AscendC::Select(x, m, x, 0.0f, kTS, n);
-    AscendC::Select(y, m, y, 0.0f, kTS, n);
-    AscendC::Select(a, m, a, 0.0f, kTS, n);
+    LocalTensor<uint8_t> mv = M(kValidMask);  // kept for WindowKeys
+    AscendC::Compares(mv, v, 0.5f, CMPMODE::GT, n);
+    AscendC::Select(x, mv, x, 0.0f, kTS, n);
+    AscendC::Select(y, mv, y, 0.0f, kTS, n);
+    AscendC::Select(a, mv, a, 0.0f, kTS, n);
     Floor(x0, x);
     Floor(y0, y);
     AscendC::Sub(x, x, x0, n);  // lx
     AscendC::Sub(y, y, y0, n);  // ly
-    AscendC::Muls(hx, x, -1.0f, n);
-    AscendC::Adds(hx, hx, 1.0f, n);
-    AscendC::Muls(hy, y, -1.0f, n);
-    AscendC::Adds(hy, hy, 1.0f, n);
+    AscendC::Sub(hx, ones, x, n);
+    AscendC::Sub(hy, ones, y, n);
     // Corner rows / columns on the map. A valid point has -1 <= x0 <= W - 1, so x0 >= 0 and
     // x0 + 1 < W decide its two columns; the columns carry the point's validity.
     LocalTensor<float> fx0 = P(kFx0), fx1 = P(kFx1), fy0 = P(kFy0), fy1 = P(kFy1);
@@ -346,16 +347,17 @@ class MsdaForwardCodesign {
     AscendC::Adds(t, y0, 1.0f, n);
     AscendC::Compare(m, t, th, CMPMODE::LT, n);
     AscendC::Select(fy1, m, ones, 0.0f, kTS, n);
-    // Corner weights A * bilinear, exactly 0 where the corner is off the map (even if A is NaN).
+    // Corner weights (hy | ly) * (A hx | A lx), exactly 0 where the corner is off the map (even if
+    // A is NaN). hx is not needed once A hx is formed: it takes A lx. Then x, y, A and the validity
+    // are dead and their planes take the corner flags.
+    AscendC::Mul(t, a, hx, n);
+    AscendC::Mul(hx, a, x, n);
+    for (uint32_t k = 0; k < 4; ++k) AscendC::Mul(P(kWts + k), k < 2 ? hy : y, k % 2 == 0 ? t : hx, n);
     for (uint32_t k = 0; k < 4; ++k) {
-      const LocalTensor<float>& fy = k < 2 ? fy0 : fy1;
-      const LocalTensor<float>& fx = k % 2 == 0 ? fx0 : fx1;
       LocalTensor<uint8_t> mk = M(1 + k);
-      LocalTensor<float> w = P(kWts + k);
-      AscendC::Mul(t, fy, fx, n);
-      AscendC::Compares(mk, t, 0.5f, CMPMODE::GT, n);
-      AscendC::Mul(w, k < 2 ? hy : y, k % 2 == 0 ? hx : x, n);
-      AscendC::Mul(w, w, a, n);
+      LocalTensor<float> w = P(kWts + k), cf = P(kCf + k);
+      AscendC::Mul(cf, k < 2 ? fy0 : fy1, k % 2 == 0 ? fx0 : fx1, n);
+      AscendC::Compares(mk, cf, 0.5f, CMPMODE::GT, n);
       AscendC::Select(w, mk, w, 0.0f, kTS, n);
     }
     // Pixel index y0 * W + x0 of the top-left corner (exact: < 2^24).
@@ -373,9 +375,7 @@ class MsdaForwardCodesign {
       AscendC::Muls(o2, tw, rowB, n);
       AscendC::Add(o2, o2, o0, n);
       AscendC::Adds(o3, o2, rowB, n);
-      for (uint32_t k = 0; k < 4; ++k) {
-        AscendC::Select(P(offsPlane_ + 1 + k), M(1 + k), P(offsPlane_ + 1 + k), 0.0f, kTS, n);
-      }
+      AscendC::Mul(o0, o0, P(kCf), 4 * n);  // off-map corners: the zero row (all four planes)
       AscendC::Cast(PI(offsPlane_ + 1), o0, AscendC::RoundMode::CAST_RINT, 4 * n);
     }
     if (dma_) {
@@ -405,8 +405,7 @@ class MsdaForwardCodesign {
   __aicore__ inline void WindowKeys() {
     const int32_t n = static_cast<int32_t>(plan_.tileN);
     constexpr auto kTS = AscendC::SELMODE::VSEL_TENSOR_SCALAR_MODE;
-    LocalTensor<uint8_t> m = M(0);
-    AscendC::Compares(m, P(kValid), 0.5f, AscendC::CMPMODE::GT, n);
+    LocalTensor<uint8_t> m = M(kValidMask);
     AscendC::Muls(P(kHx), P(kY0), -1.0f, n);
     AscendC::Adds(P(kHy), P(kY0), 1.0f, n);
     AscendC::Muls(P(kFx0), P(kX0), -1.0f, n);
@@ -464,20 +463,21 @@ class MsdaForwardCodesign {
   // pixel coordinates relative to the rectangle (small, so exact in fp32).
   __aicore__ inline void WindowOffsets(const WindowBox& box) {
     const int32_t n = static_cast<int32_t>(plan_.tileN);
-    constexpr auto kTS = AscendC::SELMODE::VSEL_TENSOR_SCALAR_MODE;
     const float rowB = static_cast<float>(plan_.cPad * sizeof(T));
     LocalTensor<float> rel = P(kFy0), o0 = P(winPlane_), o1 = P(winPlane_ + 1), o2 = P(winPlane_ + 2),
                        o3 = P(winPlane_ + 3);
+    // Row index in the gather region: (y0 - wy0) * cols + x0 - wx0 + windowUbOffset / rowB (the
+    // window starts on a row boundary), all small integers.
     AscendC::Adds(rel, P(kY0), -static_cast<float>(box.y0), n);
     AscendC::Muls(rel, rel, static_cast<float>(box.cols), n);
     AscendC::Add(rel, rel, P(kX0), n);
-    AscendC::Adds(rel, rel, -static_cast<float>(box.x0), n);
+    const int64_t winRow = plan_.windowUbOffset / (plan_.cPad * sizeof(T));
+    AscendC::Adds(rel, rel, static_cast<float>(winRow - box.x0), n);
     AscendC::Muls(o0, rel, rowB, n);
-    AscendC::Adds(o0, o0, static_cast<float>(plan_.windowUbOffset), n);
     AscendC::Adds(o1, o0, rowB, n);
     AscendC::Adds(o2, o0, rowB * static_cast<float>(box.cols), n);
     AscendC::Adds(o3, o2, rowB, n);
-    for (uint32_t k = 0; k < 4; ++k) AscendC::Select(P(winPlane_ + k), M(1 + k), P(winPlane_ + k), 0.0f, kTS, n);
+    AscendC::Mul(o0, o0, P(kCf), 4 * n);  // off-map corners: the zero row (all four planes)
     AscendC::Cast(PI(winPlane_), o0, AscendC::RoundMode::CAST_RINT, 4 * n);
   }
 
@@ -585,7 +585,9 @@ class MsdaForwardCodesign {
     }
   }
 
-  static constexpr uint32_t kBlk32 = 8;           // 32-bit elements per 32-byte block
+  static constexpr uint32_t kBlk32 = 8;  // 32-bit elements per 32-byte block
+  static constexpr uint32_t kMasks = 6;  // compare masks: scratch, 4 corners, point validity
+  static constexpr uint32_t kValidMask = 5;
   static constexpr uint32_t kRowSlack = 256;      // one repeat
   static constexpr uint32_t kMaxRepeat = 255;     // repeatTime is 8 bits
   static constexpr uint32_t kMaxRepStride = 255;  // so are the repeat strides (in blocks)

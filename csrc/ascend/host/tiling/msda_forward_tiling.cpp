@@ -132,7 +132,7 @@ uint64_t msda_forward_ub_bytes(const MsdaForwardTiling& t) {
   // + (DMA levels) pix and code.
   const uint64_t planes = 3 + 2 + 2 + 1 + 10 + 4 + (res ? 5 : 0) + (win ? 5 : 0) + (dma ? 2 : 0);
   total += planes * tn * 4;
-  total += 5 * align_up(tn / 8, kB);                              // compare masks: scratch + 4 corners
+  total += 6 * align_up(tn / 8, kB);                              // compare masks: scratch + 4 corners + validity
   total += ce / cp * 32 * 2;                                      // bcastTab wb: a 32-byte block per row
   total += res ? align_up(cp, 64) * 4 + ce * 4 + kRowSlack : 0;   // chanRamp goffs
   total += f32 ? 0 : ce * 4 + kRowSlack;                          // vf
