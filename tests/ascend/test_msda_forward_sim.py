@@ -202,6 +202,29 @@ def test_large_level_windows(dtype):
     assert windowed < 2 * 96 * 2 * 2 * 4 / 4
 
 
+@pytest.mark.parametrize("width, band", [(24, True), (600, False)])
+def test_window_widened_to_whole_rows(width, band):
+    """Co-design: a window box spanning most of a narrow level is widened to whole rows and loaded
+    by one DMA (consecutive pixels); on a wide level the extra bytes are not worth it and the box
+    is loaded row by row. Both match the float64 reference and the CPU op."""
+    levels = [(40, width), (4, 4)]
+    inp = make_msda_inputs(1, 8, 1, 16, levels, 4, dtype=torch.float64, seed=21)
+    gen = torch.Generator().manual_seed(21)
+    # Level 0 pixel coordinates: x in [1.2, 20.8] (columns 1..21), y in [10.2, 11.8] (rows 10..12).
+    px = 1.2 + 19.6 * torch.rand(1, 8, 1, 4, generator=gen, dtype=torch.float64)
+    py = 10.2 + 1.6 * torch.rand(1, 8, 1, 4, generator=gen, dtype=torch.float64)
+    inp.sampling_locations[:, :, :, 0, :, 0] = (px + 0.5) / width
+    inp.sampling_locations[:, :, :, 0, :, 1] = (py + 0.5) / 40
+    inp = inp.to(torch.float32)
+    t = _tiling(inp, "codesign", block_num=1)
+    assert t["tile_q"] >= 8 and t["window_pixels"] >= 3 * 24 and t["level_ub_offset"][0] == -1
+    assert t["level_ub_offset"][1] != -1
+    _check(inp, "codesign", block_num=1, seed=3)
+    dma_in = sim.last_stats()["per_block"][0]["dma_in_ops"]
+    # loc + attn + the resident 4x4 level, then the window: 1 DMA as a band, 3 as rows 10..12.
+    assert dma_in == 3 + (1 if band else 3)
+
+
 # ---------------------------------------------------------------------------------------------
 # Exact semantics: non-finite and near-integer coordinates, weights on dropped points.
 

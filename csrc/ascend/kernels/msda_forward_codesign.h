@@ -244,8 +244,9 @@ class MsdaForwardCodesign {
           if (!box.any) continue;  // no valid point of this level in the tile: nothing to add
           // The window costs one DMA per row; paired corner DMAs cost up to 2 per point.
           if (box.rows * box.cols <= p.windowPixels && box.rows <= nq * p.points) {
-            LoadWindow(b, h, l, box);
-            WindowOffsets(box);
+            const WindowBox win = Band(box, p.levelW[l]);
+            LoadWindow(b, h, l, win);
+            WindowOffsets(win);
             offPlane = winPlane_;
           }
         }
@@ -442,7 +443,23 @@ class MsdaForwardCodesign {
     return box;
   }
 
-  // The window rectangle of level l (batch b, head h) into the gather region, one DMA per row.
+  // The box widened to whole rows of the level (a band of consecutive pixels, loaded by one DMA)
+  // where it fits the window and the extra pixels move fewer bytes than the saved row DMAs are
+  // worth (kDmaWorthBytes each); otherwise the box itself.
+  __aicore__ inline WindowBox Band(const WindowBox& box, uint32_t w) const {
+    const uint64_t rowB = static_cast<uint64_t>(plan_.cPad) * sizeof(T);
+    const uint64_t extra = static_cast<uint64_t>(box.rows) * (w - box.cols) * rowB;
+    if (box.rows < 2 || box.cols == w || static_cast<uint64_t>(box.rows) * w > plan_.windowPixels ||
+        extra > (box.rows - 1) * kDmaWorthBytes)
+      return box;
+    WindowBox band = box;
+    band.x0 = 0;
+    band.cols = w;
+    return band;
+  }
+
+  // The window rectangle of level l (batch b, head h) into the gather region: one DMA per row, or
+  // one per kChorusMaxBlockCount pixels for a band of whole rows (consecutive pixels).
   __aicore__ inline void LoadWindow(uint64_t b, uint32_t h, uint32_t l, const WindowBox& box) {
     const MsdaPlan& p = plan_;
     AscendC::SetFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);  // earlier gathers read the window
@@ -450,10 +467,21 @@ class MsdaForwardCodesign {
     LocalTensor<T> win = resident_.Get<T>()[p.windowUbOffset / sizeof(T)];
     const uint64_t keyStride = static_cast<uint64_t>(p.heads) * p.channels;
     const uint64_t levelBase = ((b * p.numKeys + p.levelStart[l]) * p.heads + h) * p.channels;
-    for (uint32_t r = 0; r < box.rows; ++r) {
-      const uint64_t pix = static_cast<uint64_t>(box.y0 + r) * p.levelW[l] + static_cast<uint64_t>(box.x0);
-      CopyValueRows(win[r * box.cols * p.cPad], valueGm_[levelBase + pix * keyStride], box.cols, p.channels, p.cPad,
-                    keyStride, 0);
+    if (box.cols == p.levelW[l]) {
+      const uint32_t npix = box.rows * box.cols;
+      const uint64_t first = static_cast<uint64_t>(box.y0) * p.levelW[l];
+      for (uint32_t r0 = 0; r0 < npix; r0 += npu_ops::ascend::kChorusMaxBlockCount) {
+        const uint32_t cnt =
+            npix - r0 < npu_ops::ascend::kChorusMaxBlockCount ? npix - r0 : npu_ops::ascend::kChorusMaxBlockCount;
+        CopyValueRows(win[r0 * p.cPad], valueGm_[levelBase + (first + r0) * keyStride], cnt, p.channels, p.cPad,
+                      keyStride, 0);
+      }
+    } else {
+      for (uint32_t r = 0; r < box.rows; ++r) {
+        const uint64_t pix = static_cast<uint64_t>(box.y0 + r) * p.levelW[l] + static_cast<uint64_t>(box.x0);
+        CopyValueRows(win[r * box.cols * p.cPad], valueGm_[levelBase + pix * keyStride], box.cols, p.channels, p.cPad,
+                      keyStride, 0);
+      }
     }
     AscendC::SetFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID0);
     AscendC::WaitFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID0);
@@ -588,9 +616,12 @@ class MsdaForwardCodesign {
   static constexpr uint32_t kBlk32 = 8;  // 32-bit elements per 32-byte block
   static constexpr uint32_t kMasks = 6;  // compare masks: scratch, 4 corners, point validity
   static constexpr uint32_t kValidMask = 5;
-  static constexpr uint32_t kRowSlack = 256;      // one repeat
-  static constexpr uint32_t kMaxRepeat = 255;     // repeatTime is 8 bits
-  static constexpr uint32_t kMaxRepStride = 255;  // so are the repeat strides (in blocks)
+  static constexpr uint32_t kRowSlack = 256;
+  // A DMA's fixed cost in bytes moved (~100 cycles at ~60 B/cycle GM->UB; an estimate, see
+  // python/npu_ops/bench/ascend_cost_model.py): widening a window to whole rows pays below it.
+  static constexpr uint64_t kDmaWorthBytes = 4096;  // one repeat
+  static constexpr uint32_t kMaxRepeat = 255;       // repeatTime is 8 bits
+  static constexpr uint32_t kMaxRepStride = 255;    // so are the repeat strides (in blocks)
 
   AscendC::TPipe pipe_;
   MsdaPlan plan_;
