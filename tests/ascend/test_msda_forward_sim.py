@@ -95,7 +95,9 @@ def test_shape_families(case, design):
 
 
 @pytest.mark.parametrize("design", DESIGNS)
-@pytest.mark.parametrize("channels", [1, 3, 16, 32, 37, 64, 128, 256, 1025])
+# 128, 256, 1025: the row-broadcast ops take several 64-column segments; 2049 (fp32): more than 255
+# blocks a row, so they fall back to one row per instruction.
+@pytest.mark.parametrize("channels", [1, 3, 16, 32, 37, 64, 128, 256, 1025, 2049])
 def test_channels(channels, design):
     dtype = torch.float16 if channels in (3, 37, 1025) else torch.float32
     inp = make_msda_inputs(2, 5, 2, channels, LEVELS_MMCV, 2, dtype=dtype, seed=channels)
@@ -198,6 +200,29 @@ def test_large_level_windows(dtype):
     torch.testing.assert_close(out.float(), naive.float(), rtol=TOL[dtype][0], atol=TOL[dtype][1] * 8)
     # Paired DMAs alone would issue 2 per valid point of the two large levels: 2 * 2*48 rows * 2 heads * 2 * 4.
     assert windowed < 2 * 96 * 2 * 2 * 4 / 4
+
+
+@pytest.mark.parametrize("width, band", [(24, True), (600, False)])
+def test_window_widened_to_whole_rows(width, band):
+    """Co-design: a window box spanning most of a narrow level is widened to whole rows and loaded
+    by one DMA (consecutive pixels); on a wide level the extra bytes are not worth it and the box
+    is loaded row by row. Both match the float64 reference and the CPU op."""
+    levels = [(40, width), (4, 4)]
+    inp = make_msda_inputs(1, 8, 1, 16, levels, 4, dtype=torch.float64, seed=21)
+    gen = torch.Generator().manual_seed(21)
+    # Level 0 pixel coordinates: x in [1.2, 20.8] (columns 1..21), y in [10.2, 11.8] (rows 10..12).
+    px = 1.2 + 19.6 * torch.rand(1, 8, 1, 4, generator=gen, dtype=torch.float64)
+    py = 10.2 + 1.6 * torch.rand(1, 8, 1, 4, generator=gen, dtype=torch.float64)
+    inp.sampling_locations[:, :, :, 0, :, 0] = (px + 0.5) / width
+    inp.sampling_locations[:, :, :, 0, :, 1] = (py + 0.5) / 40
+    inp = inp.to(torch.float32)
+    t = _tiling(inp, "codesign", block_num=1)
+    assert t["tile_q"] >= 8 and t["window_pixels"] >= 3 * 24 and t["level_ub_offset"][0] == -1
+    assert t["level_ub_offset"][1] != -1
+    _check(inp, "codesign", block_num=1, seed=3)
+    dma_in = sim.last_stats()["per_block"][0]["dma_in_ops"]
+    # loc + attn + the resident 4x4 level, then the window: 1 DMA as a band, 3 as rows 10..12.
+    assert dma_in == 3 + (1 if band else 3)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,10 +377,16 @@ def _ub_plan(t: dict, design: str, heads: int, levels: int, points: int, sz: int
     q, tn, ce = t["tile_q"], t["tile_n"], t["chunk_elems"]
     win = t["window_pixels"] > 0
     res, dma = t["num_resident"] > 0 or win, t["has_dma_levels"] == 1
+    slack = 256  # the row-broadcast repeats span a whole repeat past the last row
     total = bufs * (q * t["loc_row_bytes"] + q * t["attn_row_bytes"] + ce * sz + q * cp * sz)
+    total += bufs * slack if sz == 4 else 0
     total += tn * sz if sz == 2 else 0
-    total += (22 + 5 * res + 5 * win + 2 * dma) * tn * 4 + 5 * up(tn // 8)
-    total += ce * 4 * (2 + 2 * res + (sz == 2)) + q * cp * 4
+    total += (22 + 5 * res + 5 * win + 2 * dma) * tn * 4 + 6 * up(tn // 8)
+    rows = ce // cp
+    total += 2 * rows * 32  # point table and weight / offset blocks: 32 B per chunk row
+    total += ((cp + 63) // 64 * 64 * 4 + ce * 4 + slack) if res else 0  # channel ramp, element offsets
+    total += ce * 4 + slack if sz == 2 else 0  # fp32 copy of a 16-bit chunk
+    total += q * cp * 4
     total += t["resident_bytes"] + t["window_pixels"] * cp * sz
     return total
 

@@ -14,9 +14,13 @@
 //    A, corner masks) is vectorised over the tile. Corners are fetched per (level, point group)
 //    into a [points, 4 corners, tileQ, cPad] chunk: by vector Gather from a UB-resident copy of
 //    the level (small levels, loaded once per block, batch and head; invalid corners read a zero
-//    row), or for large levels by DMA with both horizontal corners of a row in one instruction
-//    (blockCount 2, GM stride H*C). A chunk is weighted with one Mul and folded over its
-//    4 * points slabs with log2 Adds into the tile's fp32 accumulator. Chunks go through a
+//    row) or of a per-tile window of a large level (the box of the tile's corners: one DMA per
+//    row, or one for a band of whole rows where that is cheaper), else by DMA with both
+//    horizontal corners of a row in one instruction (blockCount 2, GM stride H*C). Per-row
+//    weights and UB offsets are gathered as one 32-byte block a row and applied with repeat-form
+//    Mul / Add (src1 block stride 0), so only the corner rows themselves are gathered at full
+//    width. A chunk is folded over its 4 * points slabs with log2 Adds into the tile's fp32
+//    accumulator. Chunks go through a
 //    two-buffer queue, so the DMA (or gather) of the next chunk overlaps the current one's maths.
 //
 // Value layout: both kernels read mmcv's value [B, S, H, C] as it is. A pixel-last or head-major

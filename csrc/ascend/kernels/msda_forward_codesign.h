@@ -4,9 +4,11 @@
 // Point index inside a tile: i = q * L*P + l * P + p (q: row of the tile, one head at a time).
 // Per-point data live in fp32 "planes" of tileN elements; the corner planes (weights, UB offsets)
 // are four consecutive planes, corner k = 2 * dy + dx. A corner chunk of level l and points
-// [p0, p0 + pc) is laid out [p][k][q][cPad]; bcastTab maps every chunk element to its point's
-// corner-plane entry (relative to the chunk's first point), so one Gather broadcasts the point
-// weights (or UB offsets) over the channels.
+// [p0, p0 + pc) is laid out [p][k][q][cPad]; bcastTab maps each chunk row to its point's
+// corner-plane entry (relative to the chunk's first point), 8 copies a row, so one Gather builds a
+// 32-byte block per row holding the point's weight (or UB offset), and a repeat-form Mul (Add)
+// with src1 block stride 0 applies it to the whole row: the gather moves 32 B a row, not cPad
+// elements.
 #pragma once
 
 #include "msda_forward.h"
@@ -18,9 +20,11 @@ class MsdaForwardCodesign {
   static constexpr bool kF32 = SameType<T, float>::value;
   // fp32 planes of tileN elements.
   enum Plane : uint32_t {
+    // kXs..kValid are dead once the corner weights exist: they take the 4 corner flags.
     kXs = 0,    // x (then the fractional part lx)
     kYs,        // y (then ly)
     kAt,        // attention weight (0 for dropped points)
+    kValid,     // point validity (0/1)
     kTabW,      // W of the point's level
     kTabH,      // H of the point's level
     kTabDeint,  // int: byte offset of the point's x in the loc tile
@@ -35,9 +39,9 @@ class MsdaForwardCodesign {
     kFy0,
     kFy1,
     kTmp,
-    kValid,
     kWts,  // 4 planes: corner weights A * bilinear, 0 for invalid corners
     kFixedPlanes = kWts + 4,
+    kCf = kXs,  // 4 planes: corner on the map (0/1), including the point's validity
   };
 
  public:
@@ -55,7 +59,9 @@ class MsdaForwardCodesign {
     const uint32_t q = p.tileQ, tn = p.tileN, ce = p.chunkElems, cp = p.cPad;
     pipe_.InitBuffer(locQue_, p.bufferNum, q * p.locRowBytes);
     pipe_.InitBuffer(attnQue_, p.bufferNum, q * p.attnRowBytes);
-    pipe_.InitBuffer(valQue_, p.bufferNum, ce * sizeof(T));
+    // RowBlockOp's repeats span 8 blocks even where the mask uses fewer: its destinations get
+    // kRowSlack bytes past the last row so that the span stays inside the buffer.
+    pipe_.InitBuffer(valQue_, p.bufferNum, ce * sizeof(T) + (kF32 ? kRowSlack : 0));
     pipe_.InitBuffer(outQue_, p.bufferNum, q * cp * sizeof(T));
     if constexpr (!kF32) pipe_.InitBuffer(gathT_, tn * sizeof(T));
     offsPlane_ = kFixedPlanes;
@@ -64,14 +70,15 @@ class MsdaForwardCodesign {
     const uint32_t planes = pixPlane_ + (dma_ ? 2 : 0);
     pipe_.InitBuffer(planes_, planes * tn * sizeof(float));
     maskStride_ = AlignUp(tn / 8, kUbBlock);
-    pipe_.InitBuffer(masks_, 5 * maskStride_);
-    pipe_.InitBuffer(bcast_, ce * sizeof(uint32_t));
-    pipe_.InitBuffer(wb_, ce * sizeof(float));
+    pipe_.InitBuffer(masks_, kMasks * maskStride_);
+    const uint32_t blkElems = ce / cp * kBlk32;  // one 32-byte block per chunk row
+    pipe_.InitBuffer(bcast_, blkElems * sizeof(uint32_t));
+    pipe_.InitBuffer(wb_, blkElems * sizeof(float));
     if (gath_) {
-      pipe_.InitBuffer(ramp_, ce * sizeof(int32_t));
-      pipe_.InitBuffer(goffs_, ce * sizeof(int32_t));
+      pipe_.InitBuffer(ramp_, AlignUp(cp, 64) * sizeof(int32_t));
+      pipe_.InitBuffer(goffs_, ce * sizeof(int32_t) + kRowSlack);
     }
-    if constexpr (!kF32) pipe_.InitBuffer(vf_, ce * sizeof(float));
+    if constexpr (!kF32) pipe_.InitBuffer(vf_, ce * sizeof(float) + kRowSlack);
     pipe_.InitBuffer(acc_, q * cp * sizeof(float));
     if (gath_) pipe_.InitBuffer(resident_, p.residentBytes + p.windowPixels * cp * sizeof(T));
     BuildTables();
@@ -160,26 +167,18 @@ class MsdaForwardCodesign {
     AscendC::Add(idx, idx, s1, tn);
     AscendC::Cast(PI(kTabAttn), idx, AscendC::RoundMode::CAST_RINT, tn);
     AscendC::Duplicate(P(kOnes), 1.0f, tn);
-    // bcastTab[((pg * 4 + k) * tileQ + q) * cPad + c] = byte offset of plane entry k*tileN + q*L*P + pg.
+    // bcastTab[((pg * 4 + k) * tileQ + q) * 8 + j] = byte offset of plane entry k*tileN + q*L*P + pg.
     LocalTensor<uint32_t> bc = bcast_.Get<uint32_t>();
     for (uint32_t pg = 0; pg < p.pointGroup; ++pg) {
       for (uint32_t k = 0; k < 4; ++k) {
         for (uint32_t q = 0; q < p.tileQ; ++q) {
           const uint32_t row = (pg * 4 + k) * p.tileQ + q;
           const uint32_t v = 4 * (k * tn + q * p.lp + pg);
-          AscendC::Duplicate(bc[row * p.cPad], v, static_cast<int32_t>(p.cPad));
+          AscendC::Duplicate(bc[row * kBlk32], v, static_cast<int32_t>(kBlk32));
         }
       }
     }
     if (gath_) {
-      // chanRamp[j * cPad + c] = c * sizeof(T): row 0 written above, doubled by UB->UB copies.
-      LocalTensor<int32_t> ramp = ramp_.Get<int32_t>();
-      const uint32_t rows = p.chunkElems / p.cPad;
-      for (uint32_t n = 1; n < rows;) {
-        const uint32_t cnt = n < rows - n ? n : rows - n;
-        AscendC::DataCopy(ramp[n * p.cPad], ramp, cnt * p.cPad);
-        n += cnt;
-      }
       // Zero row at the start of the resident region: what invalid corners gather.
       LocalTensor<uint16_t> z = resident_.Get<uint16_t>();
       AscendC::Duplicate(z, static_cast<uint16_t>(0), static_cast<int32_t>(p.cPad * sizeof(T) / 2));
@@ -245,8 +244,9 @@ class MsdaForwardCodesign {
           if (!box.any) continue;  // no valid point of this level in the tile: nothing to add
           // The window costs one DMA per row; paired corner DMAs cost up to 2 per point.
           if (box.rows * box.cols <= p.windowPixels && box.rows <= nq * p.points) {
-            LoadWindow(b, h, l, box);
-            WindowOffsets(box);
+            const WindowBox win = Band(box, p.levelW[l]);
+            LoadWindow(b, h, l, win);
+            WindowOffsets(win);
             offPlane = winPlane_;
           }
         }
@@ -324,18 +324,17 @@ class MsdaForwardCodesign {
     AscendC::Compare(m, y, th, CMPMODE::LT, n);
     AscendC::Select(v, m, v, 0.0f, kTS, n);
     // Dropped points: coordinates 0 (finite for the maths below), weight 0.
-    AscendC::Compares(m, v, 0.5f, CMPMODE::GT, n);
-    AscendC::Select(x, m, x, 0.0f, kTS, n);
-    AscendC::Select(y, m, y, 0.0f, kTS, n);
-    AscendC::Select(a, m, a, 0.0f, kTS, n);
+    LocalTensor<uint8_t> mv = M(kValidMask);  // kept for WindowKeys
+    AscendC::Compares(mv, v, 0.5f, CMPMODE::GT, n);
+    AscendC::Select(x, mv, x, 0.0f, kTS, n);
+    AscendC::Select(y, mv, y, 0.0f, kTS, n);
+    AscendC::Select(a, mv, a, 0.0f, kTS, n);
     Floor(x0, x);
     Floor(y0, y);
     AscendC::Sub(x, x, x0, n);  // lx
     AscendC::Sub(y, y, y0, n);  // ly
-    AscendC::Muls(hx, x, -1.0f, n);
-    AscendC::Adds(hx, hx, 1.0f, n);
-    AscendC::Muls(hy, y, -1.0f, n);
-    AscendC::Adds(hy, hy, 1.0f, n);
+    AscendC::Sub(hx, ones, x, n);
+    AscendC::Sub(hy, ones, y, n);
     // Corner rows / columns on the map. A valid point has -1 <= x0 <= W - 1, so x0 >= 0 and
     // x0 + 1 < W decide its two columns; the columns carry the point's validity.
     LocalTensor<float> fx0 = P(kFx0), fx1 = P(kFx1), fy0 = P(kFy0), fy1 = P(kFy1);
@@ -349,16 +348,17 @@ class MsdaForwardCodesign {
     AscendC::Adds(t, y0, 1.0f, n);
     AscendC::Compare(m, t, th, CMPMODE::LT, n);
     AscendC::Select(fy1, m, ones, 0.0f, kTS, n);
-    // Corner weights A * bilinear, exactly 0 where the corner is off the map (even if A is NaN).
+    // Corner weights (hy | ly) * (A hx | A lx), exactly 0 where the corner is off the map (even if
+    // A is NaN). hx is not needed once A hx is formed: it takes A lx. Then x, y, A and the validity
+    // are dead and their planes take the corner flags.
+    AscendC::Mul(t, a, hx, n);
+    AscendC::Mul(hx, a, x, n);
+    for (uint32_t k = 0; k < 4; ++k) AscendC::Mul(P(kWts + k), k < 2 ? hy : y, k % 2 == 0 ? t : hx, n);
     for (uint32_t k = 0; k < 4; ++k) {
-      const LocalTensor<float>& fy = k < 2 ? fy0 : fy1;
-      const LocalTensor<float>& fx = k % 2 == 0 ? fx0 : fx1;
       LocalTensor<uint8_t> mk = M(1 + k);
-      LocalTensor<float> w = P(kWts + k);
-      AscendC::Mul(t, fy, fx, n);
-      AscendC::Compares(mk, t, 0.5f, CMPMODE::GT, n);
-      AscendC::Mul(w, k < 2 ? hy : y, k % 2 == 0 ? hx : x, n);
-      AscendC::Mul(w, w, a, n);
+      LocalTensor<float> w = P(kWts + k), cf = P(kCf + k);
+      AscendC::Mul(cf, k < 2 ? fy0 : fy1, k % 2 == 0 ? fx0 : fx1, n);
+      AscendC::Compares(mk, cf, 0.5f, CMPMODE::GT, n);
       AscendC::Select(w, mk, w, 0.0f, kTS, n);
     }
     // Pixel index y0 * W + x0 of the top-left corner (exact: < 2^24).
@@ -376,9 +376,7 @@ class MsdaForwardCodesign {
       AscendC::Muls(o2, tw, rowB, n);
       AscendC::Add(o2, o2, o0, n);
       AscendC::Adds(o3, o2, rowB, n);
-      for (uint32_t k = 0; k < 4; ++k) {
-        AscendC::Select(P(offsPlane_ + 1 + k), M(1 + k), P(offsPlane_ + 1 + k), 0.0f, kTS, n);
-      }
+      AscendC::Mul(o0, o0, P(kCf), 4 * n);  // off-map corners: the zero row (all four planes)
       AscendC::Cast(PI(offsPlane_ + 1), o0, AscendC::RoundMode::CAST_RINT, 4 * n);
     }
     if (dma_) {
@@ -408,8 +406,7 @@ class MsdaForwardCodesign {
   __aicore__ inline void WindowKeys() {
     const int32_t n = static_cast<int32_t>(plan_.tileN);
     constexpr auto kTS = AscendC::SELMODE::VSEL_TENSOR_SCALAR_MODE;
-    LocalTensor<uint8_t> m = M(0);
-    AscendC::Compares(m, P(kValid), 0.5f, AscendC::CMPMODE::GT, n);
+    LocalTensor<uint8_t> m = M(kValidMask);
     AscendC::Muls(P(kHx), P(kY0), -1.0f, n);
     AscendC::Adds(P(kHy), P(kY0), 1.0f, n);
     AscendC::Muls(P(kFx0), P(kX0), -1.0f, n);
@@ -446,7 +443,23 @@ class MsdaForwardCodesign {
     return box;
   }
 
-  // The window rectangle of level l (batch b, head h) into the gather region, one DMA per row.
+  // The box widened to whole rows of the level (a band of consecutive pixels, loaded by one DMA)
+  // where it fits the window and the extra pixels move fewer bytes than the saved row DMAs are
+  // worth (kDmaWorthBytes each); otherwise the box itself.
+  __aicore__ inline WindowBox Band(const WindowBox& box, uint32_t w) const {
+    const uint64_t rowB = static_cast<uint64_t>(plan_.cPad) * sizeof(T);
+    const uint64_t extra = static_cast<uint64_t>(box.rows) * (w - box.cols) * rowB;
+    if (box.rows < 2 || box.cols == w || static_cast<uint64_t>(box.rows) * w > plan_.windowPixels ||
+        extra > (box.rows - 1) * kDmaWorthBytes)
+      return box;
+    WindowBox band = box;
+    band.x0 = 0;
+    band.cols = w;
+    return band;
+  }
+
+  // The window rectangle of level l (batch b, head h) into the gather region: one DMA per row, or
+  // one per kChorusMaxBlockCount pixels for a band of whole rows (consecutive pixels).
   __aicore__ inline void LoadWindow(uint64_t b, uint32_t h, uint32_t l, const WindowBox& box) {
     const MsdaPlan& p = plan_;
     AscendC::SetFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);  // earlier gathers read the window
@@ -454,10 +467,21 @@ class MsdaForwardCodesign {
     LocalTensor<T> win = resident_.Get<T>()[p.windowUbOffset / sizeof(T)];
     const uint64_t keyStride = static_cast<uint64_t>(p.heads) * p.channels;
     const uint64_t levelBase = ((b * p.numKeys + p.levelStart[l]) * p.heads + h) * p.channels;
-    for (uint32_t r = 0; r < box.rows; ++r) {
-      const uint64_t pix = static_cast<uint64_t>(box.y0 + r) * p.levelW[l] + static_cast<uint64_t>(box.x0);
-      CopyValueRows(win[r * box.cols * p.cPad], valueGm_[levelBase + pix * keyStride], box.cols, p.channels, p.cPad,
-                    keyStride, 0);
+    if (box.cols == p.levelW[l]) {
+      const uint32_t npix = box.rows * box.cols;
+      const uint64_t first = static_cast<uint64_t>(box.y0) * p.levelW[l];
+      for (uint32_t r0 = 0; r0 < npix; r0 += npu_ops::ascend::kChorusMaxBlockCount) {
+        const uint32_t cnt =
+            npix - r0 < npu_ops::ascend::kChorusMaxBlockCount ? npix - r0 : npu_ops::ascend::kChorusMaxBlockCount;
+        CopyValueRows(win[r0 * p.cPad], valueGm_[levelBase + (first + r0) * keyStride], cnt, p.channels, p.cPad,
+                      keyStride, 0);
+      }
+    } else {
+      for (uint32_t r = 0; r < box.rows; ++r) {
+        const uint64_t pix = static_cast<uint64_t>(box.y0 + r) * p.levelW[l] + static_cast<uint64_t>(box.x0);
+        CopyValueRows(win[r * box.cols * p.cPad], valueGm_[levelBase + pix * keyStride], box.cols, p.channels, p.cPad,
+                      keyStride, 0);
+      }
     }
     AscendC::SetFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID0);
     AscendC::WaitFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID0);
@@ -467,20 +491,21 @@ class MsdaForwardCodesign {
   // pixel coordinates relative to the rectangle (small, so exact in fp32).
   __aicore__ inline void WindowOffsets(const WindowBox& box) {
     const int32_t n = static_cast<int32_t>(plan_.tileN);
-    constexpr auto kTS = AscendC::SELMODE::VSEL_TENSOR_SCALAR_MODE;
     const float rowB = static_cast<float>(plan_.cPad * sizeof(T));
     LocalTensor<float> rel = P(kFy0), o0 = P(winPlane_), o1 = P(winPlane_ + 1), o2 = P(winPlane_ + 2),
                        o3 = P(winPlane_ + 3);
+    // Row index in the gather region: (y0 - wy0) * cols + x0 - wx0 + windowUbOffset / rowB (the
+    // window starts on a row boundary), all small integers.
     AscendC::Adds(rel, P(kY0), -static_cast<float>(box.y0), n);
     AscendC::Muls(rel, rel, static_cast<float>(box.cols), n);
     AscendC::Add(rel, rel, P(kX0), n);
-    AscendC::Adds(rel, rel, -static_cast<float>(box.x0), n);
+    const int64_t winRow = plan_.windowUbOffset / (plan_.cPad * sizeof(T));
+    AscendC::Adds(rel, rel, static_cast<float>(winRow - box.x0), n);
     AscendC::Muls(o0, rel, rowB, n);
-    AscendC::Adds(o0, o0, static_cast<float>(plan_.windowUbOffset), n);
     AscendC::Adds(o1, o0, rowB, n);
     AscendC::Adds(o2, o0, rowB * static_cast<float>(box.cols), n);
     AscendC::Adds(o3, o2, rowB, n);
-    for (uint32_t k = 0; k < 4; ++k) AscendC::Select(P(winPlane_ + k), M(1 + k), P(winPlane_ + k), 0.0f, kTS, n);
+    AscendC::Mul(o0, o0, P(kCf), 4 * n);  // off-map corners: the zero row (all four planes)
     AscendC::Cast(PI(winPlane_), o0, AscendC::RoundMode::CAST_RINT, 4 * n);
   }
 
@@ -494,9 +519,11 @@ class MsdaForwardCodesign {
     LocalTensor<T> val = valQue_.template AllocTensor<T>();
     const uint32_t base = 4 * (l * p.points + p0);
     if (offPlane != 0) {
-      LocalTensor<int32_t> go = goffs_.Get<int32_t>();
-      AscendC::Gather(go, PI(offPlane), bcast_.Get<uint32_t>(), base, ce);
-      AscendC::Add(go, go, ramp_.Get<int32_t>(), static_cast<int32_t>(ce));
+      // Row offset blocks, then every element's offset = chanRamp[c] + its row's offset.
+      LocalTensor<int32_t> go = goffs_.Get<int32_t>(), blk = wb_.Get<int32_t>();
+      const uint32_t rows = ce / p.cPad;
+      AscendC::Gather(blk, PI(offPlane), bcast_.Get<uint32_t>(), base, rows * kBlk32);
+      RowBlockOp<int32_t, false>(go, ramp_.Get<int32_t>(), false, blk, rows);
       AscendC::Gather(val, resident_.Get<T>(), go.template ReinterpretCast<uint32_t>(), 0, ce);
     } else {
       // Rows that no valid corner fills stay zero.
@@ -549,8 +576,9 @@ class MsdaForwardCodesign {
       AscendC::Cast(vf, val, AscendC::RoundMode::CAST_NONE, ce);
     }
     LocalTensor<float> wb = wb_.Get<float>();
-    AscendC::Gather(wb, P(kWts), bcast_.Get<uint32_t>(), 4 * (l * p.points + p0), ce);
-    AscendC::Mul(vf, vf, wb, static_cast<int32_t>(ce));
+    const uint32_t rows = ce / p.cPad;
+    AscendC::Gather(wb, P(kWts), bcast_.Get<uint32_t>(), 4 * (l * p.points + p0), rows * kBlk32);
+    RowBlockOp<float, true>(vf, vf, true, wb, rows);
     for (uint32_t m = pc * 4; m > 1;) {  // fold the slabs pairwise: log2(4 * pc) Adds
       const uint32_t half = m / 2;
       AscendC::Add(vf, vf, vf[(m - half) * slab], static_cast<int32_t>(half * slab));
@@ -559,6 +587,41 @@ class MsdaForwardCodesign {
     AscendC::Add(acc, acc, vf, static_cast<int32_t>(slab));
     valQue_.FreeTensor(val);
   }
+
+  // dst[r][c] = a[r or 0][c] (* or +) blk[r][c % 8] for rows r of cPad 32-bit elements: one
+  // repeat per row (and per 64 columns), src1 block stride 0 repeats the row's 32-byte block.
+  template <typename U, bool kMul>
+  __aicore__ inline void RowBlockOp(const LocalTensor<U>& dst, const LocalTensor<U>& a, bool aPerRow,
+                                    const LocalTensor<U>& blk, uint32_t rows) {
+    const uint32_t cp = plan_.cPad, rb = cp / kBlk32;  // 32-byte blocks per row
+    const bool strided = rb <= kMaxRepStride;
+    const uint32_t step = strided ? kMaxRepeat : 1;  // rows per instruction
+    for (uint32_t cs = 0; cs < rb; cs += 8) {
+      const uint64_t mask = static_cast<uint64_t>(rb - cs < 8 ? rb - cs : 8) * kBlk32;
+      for (uint32_t r0 = 0; r0 < rows; r0 += step) {
+        const uint32_t n = rows - r0 < step ? rows - r0 : step;
+        const uint8_t rep = strided ? static_cast<uint8_t>(rb) : 0;
+        AscendC::BinaryRepeatParams prm(1, 1, 0, rep, aPerRow ? rep : 0, 1);
+        const LocalTensor<U> d = dst[r0 * cp + cs * kBlk32], s0 = a[(aPerRow ? r0 * cp : 0) + cs * kBlk32],
+                             s1 = blk[r0 * kBlk32];
+        if constexpr (kMul) {
+          AscendC::Mul(d, s0, s1, mask, static_cast<int32_t>(n), prm);
+        } else {
+          AscendC::Add(d, s0, s1, mask, static_cast<int32_t>(n), prm);
+        }
+      }
+    }
+  }
+
+  static constexpr uint32_t kBlk32 = 8;  // 32-bit elements per 32-byte block
+  static constexpr uint32_t kMasks = 6;  // compare masks: scratch, 4 corners, point validity
+  static constexpr uint32_t kValidMask = 5;
+  static constexpr uint32_t kRowSlack = 256;
+  // A DMA's fixed cost in bytes moved (~100 cycles at ~60 B/cycle GM->UB; an estimate, see
+  // python/npu_ops/bench/ascend_cost_model.py): widening a window to whole rows pays below it.
+  static constexpr uint64_t kDmaWorthBytes = 4096;  // one repeat
+  static constexpr uint32_t kMaxRepeat = 255;       // repeatTime is 8 bits
+  static constexpr uint32_t kMaxRepStride = 255;    // so are the repeat strides (in blocks)
 
   AscendC::TPipe pipe_;
   MsdaPlan plan_;

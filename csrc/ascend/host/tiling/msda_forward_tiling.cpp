@@ -18,6 +18,7 @@ namespace {
 constexpr uint64_t kB = kChorusBlockBytes;
 constexpr uint32_t kMaxTileQ = 256;        // rows per codesign tile: larger tiles gain little
 constexpr uint64_t kResidentWorth = 4;     // see the resident-level choice below
+constexpr uint64_t kRowSlack = 256;        // the kernel's RowBlockOp slack past a buffer's last row
 constexpr uint64_t kMinWindowPixels = 16;  // smaller windows rarely hold a tile's corners
 constexpr uint32_t kWindowTarget = 256;    // a window that holds a tile of local queries' corners
 
@@ -121,18 +122,20 @@ uint64_t msda_forward_ub_bytes(const MsdaForwardTiling& t) {
   const uint64_t q = t.tileQ, tn = t.tileN, ce = t.chunkElems;
   const bool win = t.windowPixels > 0, res = t.numResident > 0 || win, dma = t.hasDmaLevels != 0;
   uint64_t total = 0;
-  total += bufs * q * t.locRowBytes;   // locQue
-  total += bufs * q * t.attnRowBytes;  // attnQue
-  total += bufs * ce * sz;             // valQue: corner chunks
-  total += bufs * q * cp * sz;         // outQue
-  if (!f32) total += tn * sz;          // gathT: de-interleaved inputs before the cast
+  total += bufs * q * t.locRowBytes;                  // locQue
+  total += bufs * q * t.attnRowBytes;                 // attnQue
+  total += bufs * (ce * sz + (f32 ? kRowSlack : 0));  // valQue: corner chunks (+ RowBlockOp slack)
+  total += bufs * q * cp * sz;                        // outQue
+  if (!f32) total += tn * sz;                         // gathT: de-interleaved inputs before the cast
   // fp32 planes of tileN: xs ys at, tabW tabH, tabDeint tabAttn, ones, 10 work planes, 4 weights,
   // + (gather region) tabBase and 4 offsets, + (window) 4 offsets and the level table,
   // + (DMA levels) pix and code.
   const uint64_t planes = 3 + 2 + 2 + 1 + 10 + 4 + (res ? 5 : 0) + (win ? 5 : 0) + (dma ? 2 : 0);
   total += planes * tn * 4;
-  total += 5 * align_up(tn / 8, kB);                              // compare masks: scratch + 4 corners
-  total += ce * 4 * (2 + (res ? 2 : 0) + (f32 ? 0 : 1));          // bcastTab wb (+ chanRamp goffs) (+ vf)
+  total += 6 * align_up(tn / 8, kB);                              // compare masks: scratch + 4 corners + validity
+  total += ce / cp * 32 * 2;                                      // bcastTab wb: a 32-byte block per row
+  total += res ? align_up(cp, 64) * 4 + ce * 4 + kRowSlack : 0;   // chanRamp goffs
+  total += f32 ? 0 : ce * 4 + kRowSlack;                          // vf
   total += q * cp * 4;                                            // acc
   total += t.residentBytes + uint64_t(t.windowPixels) * cp * sz;  // gather region: zero row, levels, window
   return total;
