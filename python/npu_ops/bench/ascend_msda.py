@@ -9,7 +9,9 @@ gathers, scalar UB accesses, syncs) are turned into time on one Atlas A2 vector 
 What is emulated (the scaling): the benchmark cases of :mod:`npu_ops.bench.msda_cases` with their
 level shapes unchanged (which levels fit the UB decides the co-designed kernel's path, so shrinking
 them would change what is measured). Only one vector core's share of the queries runs: ``q_core =
-ceil(bs * Nq / 48)`` queries of batch 0, evenly spaced over the case's queries, on one block. If
+ceil(bs * Nq / 48)`` queries of batch 0, on one block, taken as ``SHARE_CHUNKS`` contiguous runs
+spread over the case's queries: a core's real share is a contiguous range of rows (so its tiles see
+the locality of neighbouring queries), and the runs cover every level's queries. If
 ``q_core`` exceeds ``--max-queries``, fewer queries run and the counters are extrapolated linearly
 (stated per row). The backward kernels also do launch-wide work that the 48 blocks share at full
 scale (zeroing the fp32 ``grad_value`` accumulator, the final fp16/bf16 cast): a one-block run does
@@ -126,10 +128,24 @@ def _inputs(case: Case, dtype: torch.dtype, seed: int) -> MsdaInputs:
     return make_inputs(dataclasses.replace(case, bs=1), dtype, seed=seed)
 
 
-def _subset(case: Case, dtype: torch.dtype, q: int, seed: int) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Inputs of batch 0 restricted to ``q`` evenly spaced queries, and a grad_output for them."""
+SHARE_CHUNKS = 4  # contiguous runs of queries that stand for one core's share
+
+
+def _subset(
+    case: Case, dtype: torch.dtype, q: int, seed: int, chunks: int = 0
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Inputs of batch 0 restricted to ``q`` queries, and a grad_output for them.
+
+    ``chunks == 0``: ``q`` evenly spaced queries (one per block of a spread launch). Otherwise
+    ``chunks`` contiguous runs of about ``q / chunks`` queries whose starts are evenly spread.
+    """
     inp = _inputs(case, dtype, seed)
-    idx = torch.linspace(0, case.nq - 1, q).round().long().unique()
+    if chunks and q >= chunks:
+        run = q // chunks
+        starts = torch.linspace(0, case.nq - run, chunks).round().long()
+        idx = torch.cat([torch.arange(int(s0), int(s0) + run) for s0 in starts]).unique()
+    else:
+        idx = torch.linspace(0, case.nq - 1, q).round().long().unique()
     loc = inp.sampling_locations[:, idx].contiguous()
     attn = inp.attention_weights[:, idx].contiguous()
     g = torch.Generator().manual_seed(seed + 1)
@@ -161,7 +177,7 @@ def emulate(case: Case, dtype: str, max_queries: int, cores: int = 48, seed: int
     sim = _sim()
     q_core = _core_share(case, cores)
     q = min(q_core, max_queries, case.nq)
-    args, grad = _subset(case, DTYPES[dtype], q, seed)
+    args, grad = _subset(case, DTYPES[dtype], q, seed, chunks=SHARE_CHUNKS)
     q = args[3].shape[1]
     points = q * case.heads * len(case.levels) * case.points
     runs = []
@@ -237,7 +253,7 @@ def report(runs: Sequence[Run], fig: A2Figures, scale: int | None) -> str:
     out.append(
         f"Estimated from emulator counters with the cost model of npu_ops.bench.ascend_cost_model "
         f"({fig.vector_cores} vector cores at {fig.clock_hz / 1e9:.2f} GHz). Scaling: each row emulates ONE "
-        "vector core's share of the case's queries (batch 0, evenly spaced queries, 1 block)"
+        f"vector core's share of the case's queries (batch 0, {SHARE_CHUNKS} contiguous runs of queries, 1 block)"
         + (
             "; level shapes unscaled."
             if not scale
