@@ -207,11 +207,11 @@ class MsdaBackwardKernel {
       pipe_.InitBuffer(gRep_, 64 * 4);
       pipe_.InitBuffer(scatter_, 2, (4 * G * cs + kBwdSlack) * 4);
       if (p_.privRows > 0) {
-        pipe_.InitBuffer(priv_, p_.privRows * cs * 4);
+        pipe_.InitBuffer(priv_, (p_.privRows * cs + kBwdSlack) * 4);  // slack: two-row Adds
         pipe_.InitBuffer(valueUb_, p_.privRows * cs * kSz);
       }
       if (p_.winRows > 0) {
-        pipe_.InitBuffer(winAcc_, p_.winRows * cs * 4);
+        pipe_.InitBuffer(winAcc_, (p_.winRows * cs + kBwdSlack) * 4);
         pipe_.InitBuffer(winVal_, p_.winRows * cs * kSz);
       }
     } else {
@@ -766,6 +766,14 @@ class MsdaBackwardKernel {
       const uint64_t w = lv.width;
       const uint64_t pix = lv.start + static_cast<uint64_t>(ys[j]) * w;
       const int64_t x0 = xs[j];
+      if (code == 15 && lv.ub) {  // all four corners in UB: one copy of two strided row pairs
+        const uint32_t rowBlk = cs * kSz / kUbBlock;
+        AscendC::DataCopyParams cp{2, static_cast<uint16_t>(2 * rowBlk), static_cast<uint16_t>((lv.ubW - 2) * rowBlk),
+                                   0};
+        LocalTensor<T> src = lv.priv ? valueUb_.Get<T>() : winVal_.Get<T>();
+        AscendC::DataCopy(v[j * 4 * cs], src[UbRow(lv, ys[j], x0) * cs], cp);
+        continue;
+      }
       for (uint32_t yy = 0; yy < 2; ++yy) {
         const uint32_t bits = (static_cast<uint32_t>(code) >> (2 * yy)) & 3u;
         if (bits == 0) continue;
@@ -839,6 +847,15 @@ class MsdaBackwardKernel {
       const uint64_t w = lv.width;
       const uint64_t y0 = static_cast<uint64_t>(ys[j]);
       const int64_t x0 = xs[j];
+      if (code == 15 && lv.ub && 2 * cs <= 64 && lv.ubW * cs / 8 <= 255) {
+        // All four corners in UB and a row pair within one repeat: one Add of two repeats, the
+        // second ubW rows further on (repeat strides are 8-bit 32-byte units).
+        const uint8_t ubStride = static_cast<uint8_t>(lv.ubW * cs / 8), pairStride = static_cast<uint8_t>(cs / 4);
+        LocalTensor<float> dst = (lv.priv ? priv_.Get<float>() : winAcc_.Get<float>())[UbRow(lv, ys[j], x0) * cs];
+        AscendC::Add(dst, dst, s[j * 4 * cs], static_cast<uint64_t>(2 * cs), 2,
+                     AscendC::BinaryRepeatParams(1, 1, 1, ubStride, ubStride, pairStride));
+        continue;
+      }
       for (uint32_t yy = 0; yy < 2; ++yy) {
         const uint32_t bits = (static_cast<uint32_t>(code) >> (2 * yy)) & 3u;
         if (bits == 0) continue;

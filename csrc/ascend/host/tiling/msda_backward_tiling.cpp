@@ -82,8 +82,9 @@ uint64_t msda_backward_ub_bytes(const MsdaBwdProblem& p, MsdaBwdDtype dtype, Msd
     t += buf(4 * G * 8 * 4);                                        // broadcast coefficients
     t += buf(64 * 4);                                               // g repeated to 64 lanes
     t += 2 * buf((4 * G * cs + slack) * 4);                         // scatter rows, double-buffered
-    if (priv_rows > 0) t += buf(uint64_t(priv_rows) * cs * 4) + buf(uint64_t(priv_rows) * cs * sz);  // grad, value
-    if (win_rows > 0) t += buf(uint64_t(win_rows) * cs * 4) + buf(uint64_t(win_rows) * cs * sz);     // tile windows
+    // grad (with slack for the two-row Adds), value: privatised slices, then tile windows
+    if (priv_rows > 0) t += buf((uint64_t(priv_rows) * cs + slack) * 4) + buf(uint64_t(priv_rows) * cs * sz);
+    if (win_rows > 0) t += buf((uint64_t(win_rows) * cs + slack) * 4) + buf(uint64_t(win_rows) * cs * sz);
   } else {
     if (!f32) t += buf(TR * lps * 2 * 4) + buf(TR * lps * 4);  // fp32 locations, weights
     t += buf(TR * lps * 2 * 4) + buf(TR * lps * 4);            // fp32 results
