@@ -37,18 +37,18 @@ def _check(inp, grad_out, grads, dtype):
             )
 
 
-def _encoder_inputs(dtype, spread_levels=(), jitter=0.8, q0=0, seed=80) -> MsdaInputs:
+def _encoder_inputs(dtype, spread_levels=(), jitter=0.8, q0=0, seed=80, levels=LEVELS, nq=NQ) -> MsdaInputs:
     """Queries at consecutive pixel centres of level 0 from pixel q0 (q0 = 0: the top-left corner,
     so some corners fall off the map), points `jitter` pixels (normal) around the reference point
     at every level, or uniform over the level for `spread_levels`."""
-    inp = make_msda_inputs(1, NQ, HEADS, CH, LEVELS, PTS, dtype=torch.float64, seed=seed)
+    inp = make_msda_inputs(1, nq, HEADS, CH, levels, PTS, dtype=torch.float64, seed=seed)
     gen = torch.Generator().manual_seed(seed + 1)
-    h0, w0 = LEVELS[0]
-    q = torch.arange(q0, q0 + NQ, dtype=torch.float64)
-    ref = torch.stack([(q % w0 + 0.5) / w0, (q // w0 + 0.5) / h0], -1).view(1, NQ, 1, 1, 2)
+    h0, w0 = levels[0]
+    q = torch.arange(q0, q0 + nq, dtype=torch.float64) % (h0 * w0)
+    ref = torch.stack([(q % w0 + 0.5) / w0, (q // w0 + 0.5) / h0], -1).view(1, nq, 1, 1, 2)
     loc = inp.sampling_locations
-    for lvl, (h, w) in enumerate(LEVELS):
-        shape = (1, NQ, HEADS, PTS, 2)
+    for lvl, (h, w) in enumerate(levels):
+        shape = (1, nq, HEADS, PTS, 2)
         if lvl in spread_levels:
             loc[:, :, :, lvl] = torch.rand(shape, generator=gen, dtype=torch.float64) * 1.1 - 0.05
         else:
@@ -108,3 +108,18 @@ def test_window_deterministic_bit_identical(dtype):
         again = _run(inp, grad_out, deterministic=True, block_num=block_num, seed=seed)
         for a, b in zip(first, again):
             assert torch.equal(a, b), f"block_num={block_num} seed={seed}: not bit-identical"
+
+
+def test_encoder_self_attention_windows_every_level():
+    """As many queries as keys (an encoder): no level privatised, windows for all of them."""
+    levels = [(8, 12), (4, 6), (2, 3)]
+    nq = sum(h * w for h, w in levels)
+    for det in (False, True):
+        t = sim.msda_backward_tiling(
+            bs=1, num_queries=nq, heads=HEADS, channels=CH, points=PTS, levels=levels, deterministic=det
+        )
+        assert t["priv_levels"] == [0, 0, 0] and t["win_rows"] > 0
+    inp = _encoder_inputs(torch.float32, levels=levels, nq=nq, seed=86)
+    grad_out = make_grad_output(inp, seed=87)
+    _check(inp, grad_out, _run(inp, grad_out, block_num=4), torch.float32)
+    assert sim.last_stats()["dma_out_ops"] < 0.5 * nq * HEADS * len(levels) * PTS

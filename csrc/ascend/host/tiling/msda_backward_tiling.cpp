@@ -186,7 +186,12 @@ bool compute_msda_backward_tiling(const MsdaBwdProblem& p, MsdaBwdDtype dtype, M
                          static_cast<uint32_t>(p.levels[l].width), 0, 0};
   }
   uint32_t priv_rows = 0;
-  if (design == kMsdaBwdCodesign) {
+  // Self-attention over the maps (an encoder: as many queries as keys, the queries being the
+  // pixels): a tile's points cluster at every level, so the per-tile windows cover the small
+  // levels too, and the UB a privatised slice would take buys bigger tiles (less vector work
+  // per point) and window room instead.
+  const bool encoder = p.num_queries >= p.num_keys;
+  if (design == kMsdaBwdCodesign && !encoder) {
     std::vector<size_t> order(p.levels.size());
     std::iota(order.begin(), order.end(), size_t{0});
     std::stable_sort(order.begin(), order.end(),
