@@ -914,9 +914,8 @@ class MsdaBackwardKernel {
 
   // ---- co-designed: per-tile windows of the levels not privatised -------------------------------
   // Bounding box of the valid corners of each level over the tile's points (scalar pass over the
-  // int planes), then windows for the smallest boxes first while they fit winRows and take fewer
-  // DMAs than the paired path (2 per box row against up to 4 per point); their value rows are
-  // loaded and their fp32 rows zeroed.
+  // int planes), then windows for the smallest boxes first while they fit winRows and cost less
+  // than the paired path (DMAs and rows moved); their value rows are loaded, fp32 rows zeroed.
   __aicore__ inline void PlanWindows(const MsdaBwdTile& t) {
     cachedLevel_ = ~0u;
     for (uint32_t l = 0; l < kMaxWinLevels; ++l) win_[l].h = 0;
@@ -958,7 +957,10 @@ class MsdaBackwardKernel {
       for (uint32_t l = 0; l < nl; ++l) {
         if (taken[l] || pts[l] == 0) continue;
         const uint64_t ww = static_cast<uint64_t>(xh[l] - xl[l] + 1), wh = static_cast<uint64_t>(yh[l] - yl[l] + 1);
-        if (ww > 4095 || wh > 2 * static_cast<uint64_t>(pts[l])) continue;  // not worth a window
+        // Worth a window: its DMAs and rows cost less than the paired path's (up to two DMAs of
+        // two rows per point), a DMA's fixed cost taken as kDmaRowCost row transfers.
+        const uint64_t winCost = wh * kDmaRowCost + ww * wh, pairCost = 2 * pts[l] * (kDmaRowCost + 2);
+        if (ww > 4095 || winCost > pairCost) continue;
         if (best == kMaxWinLevels || ww * wh < bestArea) {
           best = l;
           bestArea = ww * wh;
@@ -1109,6 +1111,8 @@ class MsdaBackwardKernel {
 
   static constexpr uint64_t kNoKey = ~static_cast<uint64_t>(0);
   static constexpr uint32_t kMaxWinLevels = 8;  // levels that may get a per-tile window
+  // A DMA's fixed cost in channel-row transfers (~100 cycles against a few per row of a burst).
+  static constexpr uint64_t kDmaRowCost = 24;
 
   // A tile window of one level: pixels [y, y + h) x [x, x + w) at UB rows from `row`; h = 0: none.
   struct Win {
