@@ -724,9 +724,10 @@ class MsdaBackwardKernel {
       AscendC::Add(tr, tr, tr[4 * kBwdUnit * 4], static_cast<int32_t>(4 * kBwdUnit * 4));
       AscendC::Add(tr, tr, tr[4 * kBwdUnit * 2], static_cast<int32_t>(4 * kBwdUnit * 2));
       AscendC::Add(tr, tr, tr[4 * kBwdUnit], static_cast<int32_t>(4 * kBwdUnit));
-      for (uint32_t k = 0; k < 4; ++k) {
-        AscendC::DataCopy(planes[(kD0 + k) * p_.np + i * p_.lps + u * kBwdUnit], tr[k * kBwdUnit], kBwdUnit);
-      }
+      // The four corner sums into the d0..d3 planes (consecutive, np apart): one strided copy.
+      AscendC::DataCopyParams cp{4, static_cast<uint16_t>(kBwdUnit * 4 / kUbBlock), 0,
+                                 static_cast<uint16_t>((p_.np - kBwdUnit) * 4 / kUbBlock)};
+      AscendC::DataCopy(planes[kD0 * p_.np + i * p_.lps + u * kBwdUnit], tr, cp);
     }
   }
 
