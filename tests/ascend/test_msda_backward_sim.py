@@ -325,7 +325,7 @@ def test_tiling_property_sweep():
                         assert t["cs"] // 8 <= 255  # repeat strides are 8-bit 32-byte units
                         rows = [h * w for h, w in levels]
                         assert t["priv_rows"] == sum(r for r, p in zip(rows, t["priv_levels"]) if p)
-                        per_block = min(50, math.ceil(2 * 50 * heads / 48))
+                        per_block = 50 if det else min(50, math.ceil(2 * 50 * heads / 48))
                         assert all(r <= 4 * points * per_block for r, p in zip(rows, t["priv_levels"]) if p)
                     chunks = t["slice_chunks"]
                     assert chunks == 1 if det else 1 <= chunks <= 50

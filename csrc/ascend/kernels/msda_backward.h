@@ -30,6 +30,12 @@
 //      slice in UB while a block works on that (b, h): their corners are copied inside UB and
 //      their contributions added inside UB (privatisation), flushed with one atomic DMA per
 //      4095 rows when the block moves to another slice;
+//    - the other levels get a per-tile window (issue 5's encoder: the queries of a tile are
+//      neighbouring pixels, their points lie a few pixels around them): from the bounding box of
+//      a (tile, level)'s valid corners, when it fits the UB window budget (tiling winRows, the
+//      smallest boxes first) and saves DMAs, the box of value is loaded with one DMA per box row,
+//      corners are copied and grads added inside UB as for a privatised slice, and the fp32 box
+//      is flushed with one atomic DMA per box row after the tile; else the paired DMAs below;
 //    - corner dot products of a 16-point group: one repeat-form Mul per 64 channels (all corner
 //      rows as repeats), one repeat-form Add per 8 corner rows into 8-lane partial sums, one
 //      Gather transpose and three folding Adds per 16 points;
@@ -78,6 +84,7 @@ struct MsdaBwdPlan {
     np = NPU_OPS_TILING_U32(rd, MsdaBwdTiling, np);
     group = NPU_OPS_TILING_U32(rd, MsdaBwdTiling, group);
     privRows = NPU_OPS_TILING_U32(rd, MsdaBwdTiling, privRows);
+    winRows = NPU_OPS_TILING_U32(rd, MsdaBwdTiling, winRows);
     tablesOffset = NPU_OPS_TILING_U32(rd, MsdaBwdTiling, tablesOffset);
     tablesWords = NPU_OPS_TILING_U32(rd, MsdaBwdTiling, tablesWords);
     deterministic = NPU_OPS_TILING_U32(rd, MsdaBwdTiling, deterministic) != 0;
@@ -91,8 +98,8 @@ struct MsdaBwdPlan {
   uint64_t batch = 0, numKeys = 0, numQueries = 0, rows = 0, accElems = 0, sliceChunks = 1, chunkQueries = 1;
   uint64_t unitBegin = 0, unitEnd = 0;  // units: (slice, query chunk), slice = (b, h)
   uint32_t heads = 1, channels = 1, levels = 1, points = 1, lp = 1, lps = 16, cs = 8;
-  uint32_t tileRows = 1, np = 64, group = 16, privRows = 0, tablesOffset = 0, tablesWords = 0, blockIdx = 0,
-           blockNum = 1;
+  uint32_t tileRows = 1, np = 64, group = 16, privRows = 0, winRows = 0, tablesOffset = 0, tablesWords = 0,
+           blockIdx = 0, blockNum = 1;
   bool deterministic = false;
 };
 
@@ -200,8 +207,12 @@ class MsdaBackwardKernel {
       pipe_.InitBuffer(gRep_, 64 * 4);
       pipe_.InitBuffer(scatter_, 2, (4 * G * cs + kBwdSlack) * 4);
       if (p_.privRows > 0) {
-        pipe_.InitBuffer(priv_, p_.privRows * cs * 4);
+        pipe_.InitBuffer(priv_, (p_.privRows * cs + kBwdSlack) * 4);  // slack: two-row Adds
         pipe_.InitBuffer(valueUb_, p_.privRows * cs * kSz);
+      }
+      if (p_.winRows > 0) {
+        pipe_.InitBuffer(winAcc_, (p_.winRows * cs + kBwdSlack) * 4);
+        pipe_.InitBuffer(winVal_, p_.winRows * cs * kSz);
       }
     } else {
       if constexpr (!kF32) {
@@ -264,21 +275,39 @@ class MsdaBackwardKernel {
     return levelsUb_.Get<uint32_t>().GetValue(l * kLevelWords + word);
   }
   // The level of the current points, cached: consecutive points share it.
+  // ub: the level's corners are in UB, pixel (y, x) at row ubRow + (y - ubY) * ubW + x - ubX of
+  // the privatised slice (priv) or of the tile's window (else).
   struct LevelInfo {
     uint64_t start;
     uint64_t width;
-    uint32_t privRow;
+    int64_t ubRow, ubX, ubY, ubW;
     bool priv;
+    bool ub;
   };
   __aicore__ inline const LevelInfo& Level(uint32_t l) {
     if (l != cachedLevel_) {
       cached_.start = LevelStart(l);
       cached_.width = LevelW(l);
       cached_.priv = p_.privRows > 0 && LevelPriv(l);
-      cached_.privRow = LevelPrivRow(l);
+      cached_.ub = cached_.priv;
+      cached_.ubRow = LevelPrivRow(l);
+      cached_.ubX = 0;
+      cached_.ubY = 0;
+      cached_.ubW = static_cast<int64_t>(cached_.width);
+      if (!cached_.priv && l < kMaxWinLevels && win_[l].h > 0) {
+        cached_.ub = true;
+        cached_.ubRow = win_[l].row;
+        cached_.ubX = win_[l].x;
+        cached_.ubY = win_[l].y;
+        cached_.ubW = win_[l].w;
+      }
       cachedLevel_ = l;
     }
     return cached_;
+  }
+  // UB row of pixel (y, x) of a level held in UB (x may be -1 when only x + 1 is used).
+  __aicore__ inline uint32_t UbRow(const LevelInfo& lv, int64_t y, int64_t x) const {
+    return static_cast<uint32_t>(lv.ubRow + (y - lv.ubY) * lv.ubW + x - lv.ubX);
   }
   __aicore__ inline uint32_t LevelH(uint32_t l) { return LevelWord(l, 2); }
   __aicore__ inline uint32_t LevelW(uint32_t l) { return LevelWord(l, 3); }
@@ -346,7 +375,9 @@ class MsdaBackwardKernel {
       inLoc_.FreeTensor(locT);
       inAttn_.FreeTensor(attnT);
       SyncVToS();
+      PlanWindows(t);
       for (uint32_t i = 0; i < t.count; ++i) RowCodesign(t, i, g);
+      FlushWindows(t);
       Gradients();
     } else {
       LocalTensor<float> locF = LoadF32(locT, LocF(), t.count * p_.lps * 2);
@@ -693,9 +724,10 @@ class MsdaBackwardKernel {
       AscendC::Add(tr, tr, tr[4 * kBwdUnit * 4], static_cast<int32_t>(4 * kBwdUnit * 4));
       AscendC::Add(tr, tr, tr[4 * kBwdUnit * 2], static_cast<int32_t>(4 * kBwdUnit * 2));
       AscendC::Add(tr, tr, tr[4 * kBwdUnit], static_cast<int32_t>(4 * kBwdUnit));
-      for (uint32_t k = 0; k < 4; ++k) {
-        AscendC::DataCopy(planes[(kD0 + k) * p_.np + i * p_.lps + u * kBwdUnit], tr[k * kBwdUnit], kBwdUnit);
-      }
+      // The four corner sums into the d0..d3 planes (consecutive, np apart): one strided copy.
+      AscendC::DataCopyParams cp{4, static_cast<uint16_t>(kBwdUnit * 4 / kUbBlock), 0,
+                                 static_cast<uint16_t>((p_.np - kBwdUnit) * 4 / kUbBlock)};
+      AscendC::DataCopy(planes[kD0 * p_.np + i * p_.lps + u * kBwdUnit], tr, cp);
     }
   }
 
@@ -735,14 +767,22 @@ class MsdaBackwardKernel {
       const uint64_t w = lv.width;
       const uint64_t pix = lv.start + static_cast<uint64_t>(ys[j]) * w;
       const int64_t x0 = xs[j];
+      if (code == 15 && lv.ub) {  // all four corners in UB: one copy of two strided row pairs
+        const uint32_t rowBlk = cs * kSz / kUbBlock;
+        AscendC::DataCopyParams cp{2, static_cast<uint16_t>(2 * rowBlk), static_cast<uint16_t>((lv.ubW - 2) * rowBlk),
+                                   0};
+        LocalTensor<T> src = lv.priv ? valueUb_.Get<T>() : winVal_.Get<T>();
+        AscendC::DataCopy(v[j * 4 * cs], src[UbRow(lv, ys[j], x0) * cs], cp);
+        continue;
+      }
       for (uint32_t yy = 0; yy < 2; ++yy) {
         const uint32_t bits = (static_cast<uint32_t>(code) >> (2 * yy)) & 3u;
         if (bits == 0) continue;
         const uint64_t rowPix = pix + yy * w;
         LocalTensor<T> dst = v[(j * 4 + 2 * yy) * cs];
-        if (lv.priv) {  // the level's value slice is in UB: vector copies, no DMA
-          const uint32_t lrow = lv.privRow + static_cast<uint32_t>(rowPix - lv.start + x0);
-          LocalTensor<T> src = valueUb_.Get<T>();
+        if (lv.ub) {  // the level's value slice or the tile's window is in UB: vector copies, no DMA
+          const uint32_t lrow = UbRow(lv, ys[j] + static_cast<int64_t>(yy), x0);
+          LocalTensor<T> src = lv.priv ? valueUb_.Get<T>() : winVal_.Get<T>();
           if (bits == 3) {
             AscendC::DataCopy(dst, src[lrow * cs], 2 * cs);
           } else if (bits == 1) {
@@ -808,15 +848,23 @@ class MsdaBackwardKernel {
       const uint64_t w = lv.width;
       const uint64_t y0 = static_cast<uint64_t>(ys[j]);
       const int64_t x0 = xs[j];
-      const bool priv = lv.priv;
+      if (code == 15 && lv.ub && 2 * cs <= 64 && lv.ubW * cs / 8 <= 255) {
+        // All four corners in UB and a row pair within one repeat: one Add of two repeats, the
+        // second ubW rows further on (repeat strides are 8-bit 32-byte units).
+        const uint8_t ubStride = static_cast<uint8_t>(lv.ubW * cs / 8), pairStride = static_cast<uint8_t>(cs / 4);
+        LocalTensor<float> dst = (lv.priv ? priv_.Get<float>() : winAcc_.Get<float>())[UbRow(lv, ys[j], x0) * cs];
+        AscendC::Add(dst, dst, s[j * 4 * cs], static_cast<uint64_t>(2 * cs), 2,
+                     AscendC::BinaryRepeatParams(1, 1, 1, ubStride, ubStride, pairStride));
+        continue;
+      }
       for (uint32_t yy = 0; yy < 2; ++yy) {
         const uint32_t bits = (static_cast<uint32_t>(code) >> (2 * yy)) & 3u;
         if (bits == 0) continue;
         const uint64_t lpix = (y0 + yy) * w;  // level-relative pixel of x = 0
-        if (priv) {                           // UB accumulation; x0 and x1 are adjacent rows on both sides: one Add
+        if (lv.ub) {                          // UB accumulation; x0 and x1 are adjacent rows on both sides: one Add
           const uint32_t xx = bits == 2 ? 1 : 0;
-          const uint32_t prow = lv.privRow + static_cast<uint32_t>(lpix + x0 + xx);
-          LocalTensor<float> dst = priv_.Get<float>()[prow * cs];
+          const uint32_t prow = UbRow(lv, static_cast<int64_t>(y0 + yy), x0 + xx);
+          LocalTensor<float> dst = (lv.priv ? priv_.Get<float>() : winAcc_.Get<float>())[prow * cs];
           AscendC::Add(dst, dst, s[(j * 4 + 2 * yy + xx) * cs], static_cast<int32_t>((bits == 3 ? 2 : 1) * cs));
           continue;
         }
@@ -863,6 +911,117 @@ class MsdaBackwardKernel {
     AscendC::WaitFlag<AscendC::HardEvent::MTE3_V>(EVENT_ID0);
     AscendC::Duplicate(pv, 0.0f, static_cast<int32_t>(p_.privRows * cs));
     privKey_ = kNoKey;
+  }
+
+  // ---- co-designed: per-tile windows of the levels not privatised -------------------------------
+  // Bounding box of the valid corners of each level over the tile's points (scalar pass over the
+  // int planes), then windows for the smallest boxes first while they fit winRows and cost less
+  // than the paired path (DMAs and rows moved); their value rows are loaded, fp32 rows zeroed.
+  __aicore__ inline void PlanWindows(const MsdaBwdTile& t) {
+    cachedLevel_ = ~0u;
+    for (uint32_t l = 0; l < kMaxWinLevels; ++l) win_[l].h = 0;
+    if (p_.winRows == 0) return;
+    const uint32_t nl = p_.levels < kMaxWinLevels ? p_.levels : kMaxWinLevels, np = p_.np;
+    int32_t xl[kMaxWinLevels], xh[kMaxWinLevels], yl[kMaxWinLevels], yh[kMaxWinLevels];
+    uint32_t pts[kMaxWinLevels];
+    LocalTensor<int32_t> ip = intPlanes_.Get<int32_t>();
+    for (uint32_t l = 0; l < nl; ++l) {
+      pts[l] = 0;
+      if (p_.privRows > 0 && LevelPriv(l)) continue;
+      int32_t x0m = 0x7fffffff, x1m = -0x7fffffff, y0m = 0x7fffffff, y1m = -0x7fffffff;
+      for (uint32_t i = 0; i < t.count; ++i) {
+        const uint32_t base = i * p_.lps + l * p_.points;
+        for (uint32_t k = 0; k < p_.points; ++k) {
+          const int32_t code = ip.GetValue(2 * np + base + k);
+          if (code == 0) continue;
+          const int32_t x = ip.GetValue(base + k), y = ip.GetValue(np + base + k);
+          // Corner bits: 1 (y0, x0), 2 (y0, x1), 4 (y1, x0), 8 (y1, x1).
+          const int32_t cx0 = (code & 5) != 0 ? x : x + 1, cx1 = (code & 10) != 0 ? x + 1 : x;
+          const int32_t cy0 = (code & 3) != 0 ? y : y + 1, cy1 = (code & 12) != 0 ? y + 1 : y;
+          x0m = cx0 < x0m ? cx0 : x0m;
+          x1m = cx1 > x1m ? cx1 : x1m;
+          y0m = cy0 < y0m ? cy0 : y0m;
+          y1m = cy1 > y1m ? cy1 : y1m;
+          ++pts[l];
+        }
+      }
+      xl[l] = x0m;
+      xh[l] = x1m;
+      yl[l] = y0m;
+      yh[l] = y1m;
+    }
+    uint32_t used = 0;
+    bool taken[kMaxWinLevels] = {};
+    for (;;) {  // smallest box first
+      uint32_t best = kMaxWinLevels;
+      uint64_t bestArea = 0;
+      for (uint32_t l = 0; l < nl; ++l) {
+        if (taken[l] || pts[l] == 0) continue;
+        const uint64_t ww = static_cast<uint64_t>(xh[l] - xl[l] + 1), wh = static_cast<uint64_t>(yh[l] - yl[l] + 1);
+        // Worth a window: its DMAs and rows cost less than the paired path's (up to two DMAs of
+        // two rows per point), a DMA's fixed cost taken as kDmaRowCost row transfers.
+        const uint64_t winCost = wh * kDmaRowCost + ww * wh, pairCost = 2 * pts[l] * (kDmaRowCost + 2);
+        if (ww > 4095 || winCost > pairCost) continue;
+        if (best == kMaxWinLevels || ww * wh < bestArea) {
+          best = l;
+          bestArea = ww * wh;
+        }
+      }
+      if (best == kMaxWinLevels || bestArea > p_.winRows - used) break;
+      taken[best] = true;
+      win_[best].row = used;
+      win_[best].x = static_cast<uint32_t>(xl[best]);
+      win_[best].y = static_cast<uint32_t>(yl[best]);
+      win_[best].w = static_cast<uint32_t>(xh[best] - xl[best] + 1);
+      win_[best].h = static_cast<uint32_t>(yh[best] - yl[best] + 1);
+      used += static_cast<uint32_t>(bestArea);
+    }
+    if (used == 0) return;
+    const uint64_t b = t.slice / p_.heads, h = t.slice % p_.heads;
+    const uint32_t cs = p_.cs;
+    LocalTensor<T> wv = winVal_.Get<T>();
+    AscendC::Duplicate(winAcc_.Get<float>(), 0.0f, static_cast<int32_t>(used * cs));
+    AscendC::SetFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID1);  // earlier copies out of wv are done
+    AscendC::WaitFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID1);
+    const uint64_t gap = static_cast<uint64_t>(p_.heads - 1) * p_.channels * kSz;
+    for (uint32_t l = 0; l < nl; ++l) {
+      const Win& wn = win_[l];
+      if (wn.h == 0) continue;
+      const uint64_t pix = LevelStart(l) + static_cast<uint64_t>(wn.y) * LevelW(l) + wn.x;
+      for (uint32_t r = 0; r < wn.h; ++r) {
+        CopyChannelRows(wv[(wn.row + r * wn.w) * cs], valueGm_[ValueRow(b, pix + r * LevelW(l), h)], wn.w, gap);
+      }
+    }
+    AscendC::SetFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID1);
+    AscendC::WaitFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID1);
+  }
+
+  // Adds the tile's fp32 windows to GM: one atomic DMA per window row.
+  __aicore__ inline void FlushWindows(const MsdaBwdTile& t) {
+    const uint32_t nl = p_.levels < kMaxWinLevels ? p_.levels : kMaxWinLevels;
+    bool any = false;
+    for (uint32_t l = 0; l < nl; ++l) any = any || win_[l].h > 0;
+    if (!any) return;
+    const uint64_t b = t.slice / p_.heads, h = t.slice % p_.heads;
+    const uint32_t C = p_.channels, cs = p_.cs;
+    const uint32_t rowGap = (cs * 4 - AlignUp(C * 4, kUbBlock)) / kUbBlock;
+    const uint32_t gmGap = (p_.heads - 1) * C * 4;
+    LocalTensor<float> wa = winAcc_.Get<float>();
+    AscendC::SetFlag<AscendC::HardEvent::V_MTE3>(EVENT_ID1);
+    AscendC::WaitFlag<AscendC::HardEvent::V_MTE3>(EVENT_ID1);
+    AscendC::SetAtomicAdd<float>();
+    for (uint32_t l = 0; l < nl; ++l) {
+      const Win& wn = win_[l];
+      if (wn.h == 0) continue;
+      const uint64_t pix = LevelStart(l) + static_cast<uint64_t>(wn.y) * LevelW(l) + wn.x;
+      for (uint32_t r = 0; r < wn.h; ++r) {
+        AscendC::DataCopyExtParams cp{static_cast<uint16_t>(wn.w), C * 4u, rowGap, gmGap, 0};
+        AscendC::DataCopyPad(accGm_[ValueRow(b, pix + r * LevelW(l), h)], wa[(wn.row + r * wn.w) * cs], cp);
+      }
+    }
+    AscendC::SetAtomicNone();
+    AscendC::SetFlag<AscendC::HardEvent::MTE3_V>(EVENT_ID1);  // the next tile zeroes the windows
+    AscendC::WaitFlag<AscendC::HardEvent::MTE3_V>(EVENT_ID1);
   }
 
   // Corner rows short enough to pack several into one 64-lane fp32 repeat.
@@ -952,6 +1111,14 @@ class MsdaBackwardKernel {
   }
 
   static constexpr uint64_t kNoKey = ~static_cast<uint64_t>(0);
+  static constexpr uint32_t kMaxWinLevels = 8;  // levels that may get a per-tile window
+  // A DMA's fixed cost in channel-row transfers (~100 cycles against a few per row of a burst).
+  static constexpr uint64_t kDmaRowCost = 24;
+
+  // A tile window of one level: pixels [y, y + h) x [x, x + w) at UB rows from `row`; h = 0: none.
+  struct Win {
+    uint32_t row, x, y, w, h;
+  };
 
   AscendC::TPipe pipe_;
   MsdaBwdPlan p_;
@@ -961,10 +1128,11 @@ class MsdaBackwardKernel {
   AscendC::TQue<AscendC::TPosition::VECIN, 1> inLoc_, inAttn_, inGo_, corners_;
   AscendC::TQue<AscendC::TPosition::VECOUT, 1> outLoc_, outAttn_, scatter_;
   AscendC::TBuf<AscendC::TPosition::VECCALC> levelsUb_, g32_, chunk_, chunkOut_, planes_, intPlanes_, locPlanes_,
-      masks_, deint_, inter_, bcast_, trans_, gl32_, corners32_, acc_, tr_, awB_, gRep_, priv_, valueUb_, locF_, attnF_,
-      outLocF_, outAttnF_, prod_, slots_, reduceTmp_;
+      masks_, deint_, inter_, bcast_, trans_, gl32_, corners32_, acc_, tr_, awB_, gRep_, priv_, valueUb_, winAcc_,
+      winVal_, locF_, attnF_, outLocF_, outAttnF_, prod_, slots_, reduceTmp_;
   uint64_t privKey_ = kNoKey, privB_ = 0, privH_ = 0;
-  LevelInfo cached_ = {0, 0, 0, false};
+  LevelInfo cached_ = {0, 0, 0, 0, 0, 0, false, false};
+  Win win_[kMaxWinLevels] = {};
   uint32_t cachedLevel_ = ~0u;
 };
 

@@ -192,7 +192,8 @@ std::vector<int64_t> msda_backward_tiling_sim(const std::vector<int64_t>& dims, 
                             t.np,
                             static_cast<int64_t>(t.sliceChunks),
                             t.blockNum,
-                            static_cast<int64_t>(t.workspaceBytes)};
+                            static_cast<int64_t>(t.workspaceBytes),
+                            t.winRows};
   for (const auto& l : levels) r.push_back(l.priv);
   return r;
 }

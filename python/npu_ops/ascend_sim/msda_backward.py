@@ -113,7 +113,8 @@ def msda_backward_tiling(
     """The host tiling the kernel would get (for tests and the cost model).
 
     Returns ``ub_bytes``, ``tile_rows``, ``group``, ``priv_rows``, ``cs``, ``lps``, ``np``,
-    ``slice_chunks``, ``block_num``, ``workspace_bytes`` and ``priv_levels`` (1 per privatised level).
+    ``slice_chunks``, ``block_num``, ``workspace_bytes``, ``win_rows`` (channel rows of the per-tile
+    window buffers, 0 for none) and ``priv_levels`` (1 per privatised level).
     """
     hw = [int(v) for hw in levels for v in hw]
     r = torch.ops.npu_ops_sim.msda_backward_tiling(
@@ -128,5 +129,6 @@ def msda_backward_tiling(
     keys = ("ub_bytes", "tile_rows", "group", "priv_rows", "cs", "lps", "np", "slice_chunks", "block_num")
     out = dict(zip(keys, r[:9]))
     out["workspace_bytes"] = r[9]
-    out["priv_levels"] = list(r[10:])
+    out["win_rows"] = r[10]
+    out["priv_levels"] = list(r[11:])
     return out

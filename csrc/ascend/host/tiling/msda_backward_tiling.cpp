@@ -19,6 +19,10 @@ constexpr uint32_t kMaxTileRows = 4095;       // DataCopyPad blockCount
 constexpr uint32_t kMaxTilePoints = 256;      // points per tile (length of the per-point planes)
 constexpr uint32_t kMinTilePoints = 64;       // tile size kept when UB is shared with privatisation
 constexpr uint64_t kMaxLevelSide = 1u << 24;  // level sides stay exact in fp32
+constexpr uint32_t kMinWinRows = 256;         // window rows kept for the tile windows when UB is short
+constexpr uint32_t kMaxWinRows = 0xffffff;
+constexpr uint32_t kMinWinGroup =
+    4;  // smallest corner group taken to make room for windows    // window row indices stay exact as uint32 products
 
 uint64_t ceil_div(uint64_t a, uint64_t b) {
   return (a + b - 1) / b;
@@ -53,7 +57,7 @@ uint64_t priv_rows_of(const MsdaBwdLevelShape& l) {
 }  // namespace
 
 uint64_t msda_backward_ub_bytes(const MsdaBwdProblem& p, MsdaBwdDtype dtype, MsdaBwdDesign design, uint32_t tile_rows,
-                                uint32_t group, uint32_t priv_rows) {
+                                uint32_t group, uint32_t priv_rows, uint32_t win_rows) {
   const uint64_t sz = dtype_bytes(dtype), TR = tile_rows, lps = lps_of(p), cs = cs_of(p, dtype);
   const uint64_t slack = kMsdaBwdSlackElems, G = group, np = np_of(tile_rows, lps_of(p));
   const bool f32 = dtype == kMsdaBwdFloat32;
@@ -78,7 +82,9 @@ uint64_t msda_backward_ub_bytes(const MsdaBwdProblem& p, MsdaBwdDtype dtype, Msd
     t += buf(4 * G * 8 * 4);                                        // broadcast coefficients
     t += buf(64 * 4);                                               // g repeated to 64 lanes
     t += 2 * buf((4 * G * cs + slack) * 4);                         // scatter rows, double-buffered
-    if (priv_rows > 0) t += buf(uint64_t(priv_rows) * cs * 4) + buf(uint64_t(priv_rows) * cs * sz);  // grad, value
+    // grad (with slack for the two-row Adds), value: privatised slices, then tile windows
+    if (priv_rows > 0) t += buf((uint64_t(priv_rows) * cs + slack) * 4) + buf(uint64_t(priv_rows) * cs * sz);
+    if (win_rows > 0) t += buf((uint64_t(win_rows) * cs + slack) * 4) + buf(uint64_t(win_rows) * cs * sz);
   } else {
     if (!f32) t += buf(TR * lps * 2 * 4) + buf(TR * lps * 4);  // fp32 locations, weights
     t += buf(TR * lps * 2 * 4) + buf(TR * lps * 4);            // fp32 results
@@ -126,8 +132,8 @@ bool compute_msda_backward_tiling(const MsdaBwdProblem& p, MsdaBwdDtype dtype, M
   const uint32_t lps = lps_of(p);
   const uint32_t blocks = std::max<uint32_t>(1, std::min(block_num, kMaxBlocks));
   const uint64_t rows = p.batch * p.num_queries * p.heads;
-  auto fits = [&](uint32_t tr, uint32_t g, uint32_t priv) {
-    return msda_backward_ub_bytes(p, dtype, design, tr, g, priv) <= ub_bytes;
+  auto fits = [&](uint32_t tr, uint32_t g, uint32_t priv, uint32_t win = 0) {
+    return msda_backward_ub_bytes(p, dtype, design, tr, g, priv, win) <= ub_bytes;
   };
   // Corner group: the largest that fits with a one-row tile.
   uint32_t group = 0;
@@ -150,11 +156,11 @@ bool compute_msda_backward_tiling(const MsdaBwdProblem& p, MsdaBwdDtype dtype, M
   // Rows per tile: at most a chunk and kMaxTilePoints points.
   uint64_t cap = chunk_q;
   cap = std::min<uint64_t>({cap, kMaxTileRows, std::max<uint64_t>(1, kMaxTilePoints / lps)});
-  auto largest_tile = [&](uint32_t priv) {  // 0 when not even one row fits
+  auto largest_tile = [&](uint32_t g, uint32_t priv, uint32_t win) {  // 0 when not even one row fits
     uint32_t best = 0;
     for (uint32_t lo = 1, hi = static_cast<uint32_t>(cap); lo <= hi;) {
       const uint32_t m = lo + (hi - lo) / 2;
-      if (fits(m, group, priv)) {
+      if (fits(m, g, priv, win)) {
         best = m;
         lo = m + 1;
       } else {
@@ -169,7 +175,10 @@ bool compute_msda_backward_tiling(const MsdaBwdProblem& p, MsdaBwdDtype dtype, M
   // corner rows as the slice has rows (else the one flush of the whole slice moves more than
   // the scattered rows would).
   const uint32_t min_tile = static_cast<uint32_t>(std::min<uint64_t>(cap, ceil_div(kMinTilePoints, lps)));
-  const uint64_t rows_per_block = std::min<uint64_t>(p.num_queries, ceil_div(rows, blocks));
+  // Deterministic: a block takes whole slices, and the plan (hence the summation order) must not
+  // depend on the block count.
+  const uint64_t rows_per_block =
+      deterministic ? p.num_queries : std::min<uint64_t>(p.num_queries, ceil_div(rows, blocks));
   const uint64_t corner_rows = 4 * uint64_t(p.points) * rows_per_block;
   std::vector<MsdaBwdLevel> lv(p.levels.size());
   for (size_t l = 0; l < p.levels.size(); ++l) {
@@ -177,7 +186,12 @@ bool compute_msda_backward_tiling(const MsdaBwdProblem& p, MsdaBwdDtype dtype, M
                          static_cast<uint32_t>(p.levels[l].width), 0, 0};
   }
   uint32_t priv_rows = 0;
-  if (design == kMsdaBwdCodesign) {
+  // Self-attention over the maps (an encoder: as many queries as keys, the queries being the
+  // pixels): a tile's points cluster at every level, so the per-tile windows cover the small
+  // levels too, and the UB a privatised slice would take buys bigger tiles (less vector work
+  // per point) and window room instead.
+  const bool encoder = p.num_queries >= p.num_keys;
+  if (design == kMsdaBwdCodesign && !encoder) {
     std::vector<size_t> order(p.levels.size());
     std::iota(order.begin(), order.end(), size_t{0});
     std::stable_sort(order.begin(), order.end(),
@@ -191,7 +205,28 @@ bool compute_msda_backward_tiling(const MsdaBwdProblem& p, MsdaBwdDtype dtype, M
       priv_rows += static_cast<uint32_t>(need);
     }
   }
-  const uint32_t tile = std::max<uint32_t>(1, largest_tile(priv_rows));
+  // Per-tile windows of the other levels (co-designed): the UB left next to the tile, after
+  // keeping at least kMinWinRows for them when a tile of min_tile rows still fits beside it,
+  // with a smaller corner group if need be (the group sets vector work, not DMAs).
+  bool any_shared = false;
+  for (const auto& l : lv) any_shared = any_shared || l.priv == 0;
+  uint32_t tile = 0, win_rows = 0;
+  if (design == kMsdaBwdCodesign && any_shared) {
+    for (uint32_t g = group; g >= kMinWinGroup && tile < min_tile; g /= 2) {
+      tile = largest_tile(g, priv_rows, kMinWinRows);
+      if (tile >= min_tile) group = g;
+    }
+  }
+  if (tile < min_tile) tile = largest_tile(group, priv_rows, 0);
+  tile = std::max<uint32_t>(1, tile);
+  if (design == kMsdaBwdCodesign && any_shared) {
+    const uint64_t used = msda_backward_ub_bytes(p, dtype, design, tile, group, priv_rows, 0);
+    const uint64_t per_row = uint64_t(cs) * (4 + sz);
+    uint64_t w = used + 2 * kB < ub_bytes ? (ub_bytes - used - 2 * kB) / per_row : 0;
+    w = std::min<uint64_t>(w, kMaxWinRows);
+    while (w > 0 && !fits(tile, group, priv_rows, static_cast<uint32_t>(w))) --w;
+    win_rows = w >= 4 ? static_cast<uint32_t>(w) : 0;  // a 2 x 2 window at least
+  }
   MsdaBwdTiling t;
   std::memset(&t, 0, sizeof(t));
   t.batch = p.batch;
@@ -217,7 +252,8 @@ bool compute_msda_backward_tiling(const MsdaBwdProblem& p, MsdaBwdDtype dtype, M
   t.deterministic = deterministic ? 1 : 0;
   t.dtype = dtype;
   t.blockNum = blocks;
-  t.ubBytes = static_cast<uint32_t>(msda_backward_ub_bytes(p, dtype, design, tile, group, priv_rows));
+  t.winRows = win_rows;
+  t.ubBytes = static_cast<uint32_t>(msda_backward_ub_bytes(p, dtype, design, tile, group, priv_rows, win_rows));
   if (design == kMsdaBwdCodesign) {
     t.tablesOffset = static_cast<uint32_t>(align_up(sizeof(MsdaBwdTiling) + lv.size() * sizeof(MsdaBwdLevel), kB));
     t.tablesWords = 2 * lps + 2 * t.np + 2 * tile * lps + 4 * group * 8 + 4 * kMsdaBwdUnitPoints * 8;

@@ -34,7 +34,7 @@ struct MsdaBwdProblem {
 
 // UB bytes the kernel allocates for this problem and launch shape (mirrors its InitBuffer calls).
 uint64_t msda_backward_ub_bytes(const MsdaBwdProblem& p, MsdaBwdDtype dtype, MsdaBwdDesign design, uint32_t tile_rows,
-                                uint32_t group, uint32_t priv_rows);
+                                uint32_t group, uint32_t priv_rows, uint32_t win_rows = 0);
 
 // Fills the tiling and the per-level table. ub_bytes: the UB budget (188160 on dav-2201; tests
 // may pass less). Fails (false, *reason) for empty or untileable problems, naming the limit.

@@ -35,6 +35,13 @@
 //     only, in an order fixed by the data: the result does not depend on the block count or the
 //     block order. At most bs * H blocks have work (the cost of the mode).
 //
+// Per-tile windows (codesign, levels not privatised): when the valid corners of one (tile, level)
+// fall in a rectangle of at most winRows pixels (after earlier levels of the tile took their
+// share), the kernel loads that rectangle of value (one DMA per window row), gathers and
+// accumulates in UB and flushes the fp32 window with one atomic DMA per window row; otherwise
+// the level's corners of that tile go through the paired (x0, x1) DMAs. The choice is made per
+// (tile, level) from the data, identically for every block count.
+//
 // grad_value accumulation: into grad_value itself for fp32, else into an fp32 GM workspace of
 // workspaceBytes bytes (kernel argument `workspace`) that the kernel casts into grad_value at the
 // end (round-to-nearest-even). The kernel zeroes the accumulation buffer itself (each block a
@@ -94,7 +101,7 @@ struct MsdaBwdTiling {
   uint32_t dtype;           // MsdaBwdDtype
   uint32_t blockNum;        // blocks the tiling was computed for (launch exactly this many)
   uint32_t ubBytes;         // UB bytes the kernel allocates
-  uint32_t reserved;        // keeps the size a multiple of 8
+  uint32_t winRows;         // codesign: channel rows of the per-tile window buffers (0: none)
 };
 static_assert(sizeof(MsdaBwdTiling) % 8 == 0, "tiling size must be a multiple of 8");
 
