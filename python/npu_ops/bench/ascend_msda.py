@@ -141,9 +141,10 @@ def _subset(
     """
     inp = _inputs(case, dtype, seed)
     if chunks and q >= chunks:
-        run = q // chunks
-        starts = torch.linspace(0, case.nq - run, chunks).round().long()
-        idx = torch.cat([torch.arange(int(s0), int(s0) + run) for s0 in starts]).unique()
+        runs = [q // chunks + (i < q % chunks) for i in range(chunks)]
+        starts = torch.linspace(0, case.nq - runs[0], chunks).round().long().tolist()
+        starts = [min(max(s0, prev), case.nq - n) for s0, n, prev in zip(starts, runs, [0, *starts[:-1]])]
+        idx = torch.cat([torch.arange(s0, s0 + n) for s0, n in zip(starts, runs)]).unique()
     else:
         idx = torch.linspace(0, case.nq - 1, q).round().long().unique()
     loc = inp.sampling_locations[:, idx].contiguous()
