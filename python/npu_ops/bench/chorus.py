@@ -16,31 +16,16 @@ import sys
 import time
 from collections.abc import Sequence
 
-import torch
-
 from . import chorus_report, harness
 from .chorus_cases import CASES, DEFAULT_CASES, DTYPES, QUICK_SHAPES
 from .chorus_run import MODES, Options, run
+from .cli_common import DTYPE_ALIASES, add_timing_args, split_choices, timing_knobs
 
 __all__ = ["main", "parse_args"]
 
-_DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp64": "float64"}
 _MODE_ALIASES = {"fwd": "forward", "bwd": "backward"}
 _DEFAULTS = {"repeats": 40, "warmup": 3, "max_time": 6.0, "min_repeats": 7}
 _QUICK = {"repeats": 3, "warmup": 1, "max_time": 0.0, "min_repeats": 1}
-
-
-def _split(text: str, allowed: Sequence[str], aliases: dict[str, str], what: str) -> list[str]:
-    items: list[str] = []
-    for raw in text.split(","):
-        item = aliases.get(raw.strip().lower(), raw.strip().lower())
-        if item == "all":
-            return list(allowed)
-        if item not in allowed:
-            raise argparse.ArgumentTypeError(f"unknown {what} {raw!r}; choose from {', '.join(allowed)}")
-        if item not in items:
-            items.append(item)
-    return items
 
 
 def _case_list() -> str:
@@ -65,19 +50,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Options, argparse.Nam
     p.add_argument("--cases", default="default", help="comma list of case names, 'all', or 'default' (default)")
     p.add_argument("--dtype", default="float32,bfloat16", help="comma list: fp32, bf16, fp16, fp64 (default fp32,bf16)")
     p.add_argument("--modes", default="all", help="comma list of forward, backward; default both")
-    p.add_argument(
-        "--threads", type=int, default=torch.get_num_threads(), help="intra-op threads (default %(default)s)"
-    )
-    p.add_argument("--repeats", type=int, help=f"recorded rounds per measurement (default {_DEFAULTS['repeats']})")
-    p.add_argument("--warmup", type=int, help=f"warm-up rounds per measurement (default {_DEFAULTS['warmup']})")
-    p.add_argument(
-        "--max-time",
-        type=float,
-        help=f"seconds of recorded rounds before --repeats is cut (0: no cut; default {_DEFAULTS['max_time']})",
-    )
-    p.add_argument(
-        "--min-repeats", type=int, help=f"recorded rounds never cut below this (default {_DEFAULTS['min_repeats']})"
-    )
+    add_timing_args(p, _DEFAULTS, "rounds")
     p.add_argument(
         "--malloc",
         choices=("warm", "default"),
@@ -99,13 +72,12 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Options, argparse.Nam
         if ns.cases == "default":
             cases = list(DEFAULT_CASES)
         else:
-            cases = _split(ns.cases, list(CASES), {}, "case")
-        dtypes = _split(ns.dtype, list(DTYPES), _DTYPE_ALIASES, "dtype")
-        modes = _split(ns.modes, MODES, _MODE_ALIASES, "mode")
+            cases = split_choices(ns.cases, list(CASES), {}, "case")
+        dtypes = split_choices(ns.dtype, list(DTYPES), DTYPE_ALIASES, "dtype")
+        modes = split_choices(ns.modes, MODES, _MODE_ALIASES, "mode")
     except argparse.ArgumentTypeError as exc:
         p.error(str(exc))
-    defaults = _QUICK if ns.quick else _DEFAULTS
-    knobs = {k: getattr(ns, k) if getattr(ns, k) is not None else v for k, v in defaults.items()}
+    knobs = timing_knobs(ns, _QUICK if ns.quick else _DEFAULTS)
     if knobs["repeats"] < 1 or knobs["warmup"] < 0 or ns.threads < 1:
         p.error("--repeats and --threads must be >= 1 and --warmup >= 0")
     opts = Options(

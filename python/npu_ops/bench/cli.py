@@ -7,33 +7,18 @@ import sys
 import time
 from collections.abc import Sequence
 
-import torch
-
 from . import harness, msda_report
+from .cli_common import DTYPE_ALIASES, add_timing_args, split_choices, timing_knobs
 from .msda import Options, run
 from .msda_cases import CASES, QUICK_CASES, QUICK_SCALE
 from .msda_steps import DTYPES, MODES, PROVIDERS
 
 __all__ = ["main", "parse_args"]
 
-_DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp64": "float64"}
 _MODE_ALIASES = {"fwd": "forward", "bwd": "backward", "forward+backward": "full", "fwd+bwd": "full"}
 # Defaults of a normal run and of --quick; the options default to None so --quick can fill them in.
 _DEFAULTS = {"repeats": 50, "warmup": 10, "max_time": 5.0, "min_repeats": 3}
 _QUICK = {"repeats": 2, "warmup": 1, "max_time": 0.0, "min_repeats": 1}
-
-
-def _split(text: str, allowed: Sequence[str], aliases: dict[str, str], what: str) -> list[str]:
-    items = []
-    for raw in text.split(","):
-        item = aliases.get(raw.strip().lower(), raw.strip().lower())
-        if item == "all":
-            return list(allowed)
-        if item not in allowed:
-            raise argparse.ArgumentTypeError(f"unknown {what} {raw!r}; choose from {', '.join(allowed)}")
-        if item not in items:
-            items.append(item)
-    return items
 
 
 def _case_list() -> str:
@@ -61,20 +46,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Options, argparse.Nam
     p.add_argument("--cases", default="all", help="comma list of case names, or 'all' (default)")
     p.add_argument("--modes", default="all", help="comma list of forward, backward, full; default all")
     p.add_argument("--dtype", default="float32", help="float32 (default), float16, bfloat16, float64; comma list ok")
-    p.add_argument(
-        "--threads", type=int, default=torch.get_num_threads(), help="intra-op threads (default %(default)s)"
-    )
-    p.add_argument("--repeats", type=int, help=f"recorded calls per measurement (default {_DEFAULTS['repeats']})")
-    p.add_argument("--warmup", type=int, help=f"warm-up calls per measurement (default {_DEFAULTS['warmup']})")
-    p.add_argument(
-        "--max-time",
-        type=float,
-        help="seconds of recorded calls per measurement before --repeats is cut (0: no cut; "
-        f"default {_DEFAULTS['max_time']})",
-    )
-    p.add_argument(
-        "--min-repeats", type=int, help=f"recorded calls never cut below this (default {_DEFAULTS['min_repeats']})"
-    )
+    add_timing_args(p, _DEFAULTS, "calls")
     p.add_argument("--bs", type=int, help="batch size for every case (default: each case's own, see below)")
     p.add_argument("--seed", type=int, default=0, help="input seed (default 0)")
     p.add_argument("--csv", default="bench_results/msda.csv", help="CSV output path (default %(default)s)")
@@ -90,13 +62,14 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Options, argparse.Nam
     )
     ns = p.parse_args(argv)
     try:
-        cases = list(QUICK_CASES) if ns.quick and ns.cases == "all" else _split(ns.cases, list(CASES), {}, "case")
-        modes = _split(ns.modes, MODES, _MODE_ALIASES, "mode")
-        dtypes = _split(ns.dtype, list(DTYPES), _DTYPE_ALIASES, "dtype")
+        cases = (
+            list(QUICK_CASES) if ns.quick and ns.cases == "all" else split_choices(ns.cases, list(CASES), {}, "case")
+        )
+        modes = split_choices(ns.modes, MODES, _MODE_ALIASES, "mode")
+        dtypes = split_choices(ns.dtype, list(DTYPES), DTYPE_ALIASES, "dtype")
     except argparse.ArgumentTypeError as exc:
         p.error(str(exc))
-    defaults = _QUICK if ns.quick else _DEFAULTS
-    knobs = {k: getattr(ns, k) if getattr(ns, k) is not None else v for k, v in defaults.items()}
+    knobs = timing_knobs(ns, _QUICK if ns.quick else _DEFAULTS)
     if knobs["repeats"] < 1 or knobs["warmup"] < 0 or ns.threads < 1 or (ns.bs is not None and ns.bs < 1):
         p.error("--repeats, --threads and --bs must be >= 1 and --warmup >= 0")
     if not ns.no_memory and not harness.peak_rss_supported():
