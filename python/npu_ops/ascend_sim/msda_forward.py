@@ -71,7 +71,7 @@ def msda_forward(
         Tensor[B, Nq, H*C] in value's dtype.
 
     Limits: L <= 64 and h*w <= 2^24 per level (both designs); the co-designed tile must fit the UB
-    (the error names the sizes; roughly C <= 1800 fp32 / 3000 16-bit at L*P = 16), the naive row
+    (the error names the sizes; roughly C <= 4100 fp32 / 4500 16-bit at L*P = 16), the naive row
     needs H*(C + 4*L*P) fp32 values in UB.
     """
     _check_design(design)
