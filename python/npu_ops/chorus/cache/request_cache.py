@@ -110,6 +110,14 @@ class RequestCache:
         with self._lock:
             self._index.remove(entry_id)
 
+    def _discard_corrupt(self, entry_id: str) -> None:
+        """Forget a corrupt entry here and, if the backend is reachable, there too."""
+        self._drop(entry_id)
+        try:
+            self.backend.delete(entry_id)
+        except BackendUnavailableError:
+            pass
+
     # -- public API ---------------------------------------------------------------------------
     def lookup(self, key: CompatKey, embedding: np.ndarray, *, min_similarity: float = -1.0) -> CacheMatch | None:
         """The most similar entry of ``key``'s class with cosine similarity >= ``min_similarity``.
@@ -146,11 +154,7 @@ class RequestCache:
                 entry = self.backend.get(eid)
             except CorruptEntryError as e:
                 warn_cache(f"RequestCache: {e}; removed, treated as a miss")
-                self._drop(eid)
-                try:
-                    self.backend.delete(eid)
-                except BackendUnavailableError:
-                    pass
+                self._discard_corrupt(eid)
                 continue
             except BackendUnavailableError as e:
                 warn_cache(f"RequestCache: lookup is a miss: {e}")
@@ -213,11 +217,7 @@ class RequestCache:
             return self.backend.get(entry_id)
         except CorruptEntryError as e:
             warn_cache(f"RequestCache: {e}; removed")
-            self._drop(entry_id)
-            try:
-                self.backend.delete(entry_id)
-            except BackendUnavailableError:
-                pass
+            self._discard_corrupt(entry_id)
         except BackendUnavailableError as e:
             warn_cache(f"RequestCache: get failed: {e}")
         return None
