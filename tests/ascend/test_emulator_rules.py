@@ -40,6 +40,30 @@ RULES = {
     "sync_all_deadlock": ["SyncAll", "finished without reaching it", "deadlock"],
     "partial_overlap": ["Add", "partially overlaps"],
     "two_pipes": ["TPipe", "a second TPipe"],
+    # event ids the queues hold (asc-devkit impl/basic_api/kernel_tquebind_impl.h, kernel_tpipe_impl.h)
+    "flag_held_by_queue": [
+        "SetFlag<HardEvent::V_MTE2>(0)",
+        "held by TQue<VECIN,1>#0 buffer 0",
+        "FreeTensor",
+        "FetchEventID",
+    ],
+    "flag_held_enque": ["SetFlag<HardEvent::V_MTE3>(0)", "held by TQue<VECOUT,1>#0 buffer 0", "EnQue"],
+    "queue_takes_set_flag": ["TQue::FreeTensor", "HardEvent::V_MTE2 id 0", "already set"],
+    "event_ids_exhausted": ["TQue::FreeTensor", "no free event id of HardEvent::V_MTE2", "8 per HardEvent"],
+    # cross-repeat overlap (docs/zh/api/SIMD-API/通用说明和约束.md, 通用地址重叠约束)
+    "repeat_overlap": ["Adds", "repeat 1 reads src", "repeat 0 wrote"],
+    "accumulate_src0": ["Add", "repeat 1 reads src0", "only dst overlapping src1"],
+    "cast_widen_inplace": ["Cast", "in place", "half -> float"],
+    # same-pipe DMA overlap (docs .../同步控制/核内同步/PipeBarrier(ISASI).md)
+    "dma_overlap_mte2": ["DataCopy(GM->UB)", "pipe MTE2", "PipeBarrier<PIPE_MTE2>"],
+    "dma_overlap_mte3": ["DataCopy(UB->GM)", "GM bytes", "PipeBarrier<PIPE_MTE3>"],
+    # A2 semantics (impl/basic_api/dav_c220/*.h)
+    "gather_repeat_8bit": ["Gather", "16384", "256 repeats", "8 bits"],
+    "compares_tail": ["Compares", "280 bytes", "whole 256-byte repeats"],
+    "compare_int32_mode": ["Compare", "int32_t", "only CMPMODE::EQ"],
+    "cast_s16_rint": ["Cast", "no int16_t -> float conversion with CAST_RINT"],
+    "sync_all_kernel_type": ["SyncAll", "KERNEL_TYPE_MIX_AIV_1_0"],
+    "sync_all_cores": ["SyncAll", "49 blocks", "48 vector cores"],
 }
 
 
@@ -62,10 +86,10 @@ def test_rule_fires(rule_driver, rule):
 def test_every_rule_kernel_is_tested(rule_driver):
     usage = run(rule_driver).stderr
     names = set(usage.split("kernels:")[1].split())
-    assert names - set(RULES) == {"ok_flags", "ok_atomic", "ok_sync_all", "uninit_read"}
+    assert names - set(RULES) == {"ok_flags", "ok_atomic", "ok_sync_all", "uninit_read", "ok_event_ids", "ok_dma_barrier"}
 
 
-@pytest.mark.parametrize("kernel", ["ok_flags", "ok_atomic", "ok_sync_all"])
+@pytest.mark.parametrize("kernel", ["ok_flags", "ok_atomic", "ok_sync_all", "ok_event_ids", "ok_dma_barrier"])
 @pytest.mark.parametrize("seed", [0, 1, 7])
 def test_rule_abiding_kernels_pass(rule_driver, kernel, seed):
     res = run(rule_driver, kernel, seed=seed)

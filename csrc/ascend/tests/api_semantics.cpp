@@ -13,12 +13,13 @@
 using namespace AscendC;
 
 constexpr uint32_t N = 64;      // floats per operand (one 256-byte repeat)
-constexpr uint32_t kOuts = 20;  // output slots of N floats
+constexpr uint32_t kOuts = 27;  // output slots of N floats
 
 extern "C" __global__ __aicore__ void api_semantics(GM_ADDR x, GM_ADDR y) {
   TPipe pipe;
-  TBuf<TPosition::VECCALC> buf;
-  pipe.InitBuffer(buf, (2 + kOuts) * N * 4 + 4 * N * 4);
+  TBuf<TPosition::VECCALC> buf, tiny;
+  pipe.InitBuffer(buf, (2 + kOuts) * N * 4 + 5 * N * 4);
+  pipe.InitBuffer(tiny, 8 * 4);
   GlobalTensor<float> gx, gy;
   gx.SetGlobalBuffer((__gm__ float*)x, 2 * N);
   gy.SetGlobalBuffer((__gm__ float*)y, kOuts * N);
@@ -30,6 +31,10 @@ extern "C" __global__ __aicore__ void api_semantics(GM_ADDR x, GM_ADDR y) {
   LocalTensor<uint8_t> bits = scratch[N].ReinterpretCast<uint8_t>();
   LocalTensor<half> h = scratch[2 * N].ReinterpretCast<half>();
   LocalTensor<int32_t> i32 = scratch[3 * N].ReinterpretCast<int32_t>();
+  LocalTensor<int32_t> big = scratch[4 * N].ReinterpretCast<int32_t>();
+  LocalTensor<float> tmp1 = tiny.Get<float>(1);  // a 1-element sharedTmpBuffer
+  LocalTensor<float> tmp8 = tiny.Get<float>(8);
+  for (uint32_t i = 0; i < N; ++i) big.SetValue(i, 16777217 + 2 * static_cast<int32_t>(i));  // odd: not floats
 
   DataCopy(a, gx, 2 * N);
   SetFlag<HardEvent::MTE2_V>(0);
@@ -69,6 +74,19 @@ extern "C" __global__ __aicore__ void api_semantics(GM_ADDR x, GM_ADDR y) {
   PipeBarrier<PIPE_V>();
   Cast(o[16 * N], i32, RoundMode::CAST_NONE, N);
   ReduceSum(o[17 * N], a, o[18 * N], N);  // o[18*N] is the tmp buffer: overwritten, not checked
+  // A2 count-form ReduceSum (dav_c220 ReduceSumImpl: one vcadd in count mode) ignores its tmp
+  // buffer and needs a 4-byte aligned fp32 dst (ReduceRepeat.md table 3).
+  ReduceSum(o[20 * N + 1], a, tmp1, 2 * N);
+  // ReduceMax without index: the first round's tmp size only (ReduceMax.md): 2 repeats -> 8 floats.
+  ReduceMax(o[21 * N], a, tmp8, 2 * N);
+  SetFlag<HardEvent::S_V>(0);
+  WaitFlag<HardEvent::S_V>(0);
+  Cast(o[22 * N], big, RoundMode::CAST_FLOOR, N);  // A2 Cast table: int32_t -> float with all modes
+  Cast(o[23 * N], big, RoundMode::CAST_CEIL, N);
+  Cast(o[24 * N], b, RoundMode::CAST_FLOOR, N);  // float -> float: round to an integral float
+  Cast(o[25 * N], b, RoundMode::CAST_ROUND, N);
+  // Accumulation with dst == src1 and repeat strides 0: the documented overlap exception.
+  Add(o[26 * N], a, o[26 * N], 64, 2, BinaryRepeatParams(1, 1, 1, 0, 8, 0));
   SetFlag<HardEvent::V_MTE2>(0);
   WaitFlag<HardEvent::V_MTE2>(0);
   DataCopy(o[19 * N], gx, DataCopyParams(2, 1, 1, 0));  // x[0:8] and x[16:24] -> o[19N : 19N+16]
@@ -138,6 +156,31 @@ int main() {
   if (std::fabs(y[17 * N] - sum) > 1e-4f * std::fabs(sum)) {
     std::printf("ReduceSum: got %.9g want %.9g\n", y[17 * N], sum);
     ++bad;
+  }
+  float sum2 = 0, max2 = -INFINITY;
+  for (uint32_t i = 0; i < 2 * N; ++i) sum2 += hx[i], max2 = std::max(max2, hx[i]);
+  if (std::fabs(y[20 * N + 1] - sum2) > 1e-4f * std::fabs(sum2)) {
+    std::printf("ReduceSum(4-byte dst, 1-element tmp): got %.9g want %.9g\n", y[20 * N + 1], sum2);
+    ++bad;
+  }
+  if (y[21 * N] != max2) {
+    std::printf("ReduceMax(no index, 8-element tmp): got %.9g want %.9g\n", y[21 * N], max2);
+    ++bad;
+  }
+  for (uint32_t i = 0; i < N; ++i) {
+    const double v = 16777217.0 + 2.0 * i;  // halfway between the floats v - 1 and v + 1
+    const float fl = static_cast<float>(v - 1), ce = static_cast<float>(v + 1);
+    const float want[4] = {fl, ce, std::floor(b[i]), std::round(b[i])};
+    for (uint32_t k = 0; k < 4; ++k)
+      if (y[(22 + k) * N + i] != want[k]) {
+        if (bad < 10) std::printf("Cast slot %u[%u]: got %.9g want %.9g\n", 22 + k, i, y[(22 + k) * N + i], want[k]);
+        ++bad;
+      }
+    const float acc = b[i] + (a[i] + 7.0f);
+    if (y[26 * N + i] != acc) {
+      if (bad < 10) std::printf("Add(dst == src1, accumulate)[%u]: got %.9g want %.9g\n", i, y[26 * N + i], acc);
+      ++bad;
+    }
   }
   for (uint32_t i = 0; i < 16; ++i) {
     float want = hx[i < 8 ? i : i + 8];

@@ -296,6 +296,7 @@ KERNEL(event_id_range) {
 }
 
 KERNEL(sync_all_deadlock) {
+  KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_MIX_AIV_1_0);
   if (GetBlockIdx() == 0) return;  // never reaches the barrier the others wait in
   SyncAll();
 }
@@ -327,6 +328,197 @@ KERNEL(uninit_read) {
   t = q.DeQue<float>();
   DataCopy(g, t, kTile);
   q.FreeTensor(t);
+}
+
+// ---- event ids the queues hold (kernel_tquebind_impl.h: EnQue/FreeTensor take ids from the pipe) --
+
+// FreeTensor of a VECIN buffer takes V_MTE2 id 0 until the buffer's next AllocTensor; the kernel
+// then sets the same (event, id) with a literal id.
+KERNEL(flag_held_by_queue) {
+  TPipe pipe;
+  TQue<TPosition::VECIN, 1> q;
+  pipe.InitBuffer(q, 1, kTile * 4);
+  GlobalTensor<float> g;
+  g.SetGlobalBuffer((__gm__ float*)x, kElems);
+  LocalTensor<float> t = q.AllocTensor<float>();
+  DataCopy(t, g, kTile);
+  q.EnQue(t);
+  t = q.DeQue<float>();
+  q.FreeTensor(t);
+  SetFlag<HardEvent::V_MTE2>(EVENT_ID0);
+  WaitFlag<HardEvent::V_MTE2>(EVENT_ID0);
+}
+
+// EnQue of a VECOUT tensor takes V_MTE3 id 0 until DeQue.
+KERNEL(flag_held_enque) {
+  TPipe pipe;
+  TQue<TPosition::VECOUT, 1> q;
+  pipe.InitBuffer(q, 1, kTile * 4);
+  LocalTensor<float> t = q.AllocTensor<float>();
+  Duplicate(t, 1.0f, kTile);
+  q.EnQue(t);
+  SetFlag<HardEvent::V_MTE3>(EVENT_ID0);
+  WaitFlag<HardEvent::V_MTE3>(EVENT_ID0);
+  t = q.DeQue<float>();
+  q.FreeTensor(t);
+}
+
+// The kernel sets V_MTE2 id 0 while it is free; FreeTensor then takes the lowest free id (0) and
+// sets it a second time.
+KERNEL(queue_takes_set_flag) {
+  TPipe pipe;
+  TQue<TPosition::VECIN, 1> q;
+  pipe.InitBuffer(q, 1, kTile * 4);
+  LocalTensor<float> t = q.AllocTensor<float>();
+  SetFlag<HardEvent::V_MTE2>(EVENT_ID0);
+  q.FreeTensor(t);
+  WaitFlag<HardEvent::V_MTE2>(EVENT_ID0);
+}
+
+// Nine VECIN buffers, each freed once: every freed buffer holds a V_MTE2 id until it is allocated
+// again, and there are 8 (QUE_MAX_EVENT).
+KERNEL(event_ids_exhausted) {
+  TPipe pipe;
+  TQue<TPosition::VECIN, 1> q;
+  pipe.InitBuffer(q, 9, 1024);
+  for (int i = 0; i < 9; ++i) {
+    LocalTensor<float> t = q.AllocTensor<float>();
+    q.EnQue(t);
+    t = q.DeQue<float>();
+    q.FreeTensor(t);
+  }
+}
+
+// ---- cross-repeat operand overlap (通用说明和约束.md, 通用地址重叠约束) ---------------------------------
+
+// Repeat r writes t[64 (r + 1) ...], which repeat r + 1 reads.
+KERNEL(repeat_overlap) {
+  TPipe pipe;
+  TBuf<TPosition::VECCALC> buf;
+  pipe.InitBuffer(buf, 5 * 64 * 4);
+  LocalTensor<float> t = buf.Get<float>();
+  Duplicate(t, 1.0f, 5 * 64);
+  PipeBarrier<PIPE_V>();
+  Adds(t[64], t, 1.0f, 64, 3, UnaryRepeatParams(1, 1, 8, 8));
+}
+
+// Accumulating rows into dst == src0 (repeat stride 0): only dst == src1 is the documented exception.
+KERNEL(accumulate_src0) {
+  TPipe pipe;
+  TBuf<TPosition::VECCALC> buf;
+  pipe.InitBuffer(buf, 4 * 64 * 4);
+  LocalTensor<float> acc = buf.Get<float>();
+  LocalTensor<float> v = acc[64];
+  Duplicate(acc, 1.0f, 4 * 64);
+  PipeBarrier<PIPE_V>();
+  Add(acc, acc, v, 64, 3, BinaryRepeatParams(1, 1, 1, 0, 0, 8));
+}
+
+// half -> float in place: a widening Cast reads bytes that its earlier repeats wrote.
+KERNEL(cast_widen_inplace) {
+  TPipe pipe;
+  TBuf<TPosition::VECCALC> buf;
+  pipe.InitBuffer(buf, kTile * 4);
+  LocalTensor<half> h = buf.Get<half>();
+  Duplicate(h, half(1.0f), kTile);
+  PipeBarrier<PIPE_V>();
+  Cast(h.ReinterpretCast<float>(), h, RoundMode::CAST_NONE, kTile);
+}
+
+// ---- same-pipe DMA overlap (PipeBarrier(ISASI).md) ---------------------------------------------
+
+KERNEL(dma_overlap_mte2) {
+  TPipe pipe;
+  TBuf<TPosition::VECCALC> buf;
+  pipe.InitBuffer(buf, kTile * 4);
+  GlobalTensor<float> g;
+  g.SetGlobalBuffer((__gm__ float*)x, kElems);
+  LocalTensor<float> a = buf.Get<float>();
+  DataCopy(a, g, kTile);
+  DataCopy(a, g[kTile], kTile);  // the same UB bytes again: no PipeBarrier<PIPE_MTE2> between
+  SetFlag<HardEvent::MTE2_V>(EVENT_ID0);
+  WaitFlag<HardEvent::MTE2_V>(EVENT_ID0);
+}
+
+KERNEL(dma_overlap_mte3) {
+  TPipe pipe;
+  TQue<TPosition::VECOUT, 1> q;
+  pipe.InitBuffer(q, 1, kTile * 4);
+  GlobalTensor<float> g;
+  g.SetGlobalBuffer((__gm__ float*)y, kElems);
+  LocalTensor<float> t = q.AllocTensor<float>();
+  Duplicate(t, 1.0f, kTile);
+  q.EnQue(t);
+  t = q.DeQue<float>();
+  DataCopy(g, t, kTile);
+  DataCopy(g[8], t, kTile);  // overlapping GM bytes: no PipeBarrier<PIPE_MTE3> between
+  q.FreeTensor(t);
+}
+
+// ---- A2 instruction semantics -------------------------------------------------------------------
+
+// The count form stores count / 64 in an 8-bit repeat: 16384 floats gather nothing on hardware.
+KERNEL(gather_repeat_8bit) {
+  TPipe pipe;
+  TBuf<TPosition::VECCALC> s, d, o;
+  pipe.InitBuffer(s, kTile * 4);
+  pipe.InitBuffer(d, 16384 * 4);
+  pipe.InitBuffer(o, 16384 * 4);
+  LocalTensor<float> src = s.Get<float>();
+  LocalTensor<float> dst = d.Get<float>();
+  LocalTensor<uint32_t> off = o.Get<uint32_t>();
+  Duplicate(src, 1.0f, kTile);
+  Duplicate(off, 0u, 16384);
+  PipeBarrier<PIPE_V>();
+  Gather(dst, src, off, 0, 16384);
+}
+
+// Compares processes whole 256-byte repeats only: 70 floats leave 6 uncompared.
+KERNEL(compares_tail) {
+  TPipe pipe;
+  TBuf<TPosition::VECCALC> a, bits;
+  pipe.InitBuffer(a, kTile * 4);
+  pipe.InitBuffer(bits, 256);
+  LocalTensor<float> t = a.Get<float>();
+  LocalTensor<uint8_t> m = bits.Get<uint8_t>();
+  Duplicate(t, 1.0f, kTile);
+  PipeBarrier<PIPE_V>();
+  Compares(m, t, 0.5f, CMPMODE::GT, 70);
+}
+
+KERNEL(compare_int32_mode) {
+  TPipe pipe;
+  TBuf<TPosition::VECCALC> a, bits;
+  pipe.InitBuffer(a, kTile * 4);
+  pipe.InitBuffer(bits, 256);
+  LocalTensor<int32_t> t = a.Get<int32_t>();
+  LocalTensor<uint8_t> m = bits.Get<uint8_t>();
+  Duplicate(t, 3, kTile);
+  PipeBarrier<PIPE_V>();
+  Compare(m, t, t, CMPMODE::LT, 64);  // int32_t supports only EQ
+}
+
+KERNEL(cast_s16_rint) {
+  TPipe pipe;
+  TBuf<TPosition::VECCALC> a, b;
+  pipe.InitBuffer(a, kTile * 2);
+  pipe.InitBuffer(b, kTile * 4);
+  LocalTensor<int16_t> s = a.Get<int16_t>();
+  LocalTensor<float> f = b.Get<float>();
+  Duplicate(s, int16_t(3), kTile);
+  PipeBarrier<PIPE_V>();
+  Cast(f, s, RoundMode::CAST_RINT, kTile);  // A2 has int16_t -> float only with CAST_NONE
+}
+
+// ---- kernel type and SyncAll --------------------------------------------------------------------
+
+KERNEL(sync_all_kernel_type) {
+  SyncAll();  // a pure-vector kernel needs KERNEL_TYPE_MIX_AIV_1_0 for the hardware SyncAll
+}
+
+KERNEL(sync_all_cores) {
+  KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_MIX_AIV_1_0);
+  SyncAll();  // launched on 49 blocks: more than the 48 vector cores
 }
 
 // ---- kernels that follow the rules --------------------------------------------------------------
@@ -392,6 +584,7 @@ KERNEL(ok_atomic) {
 // Phase 1: block b writes tile b of y. SyncAll. Phase 2: block b reads tile b+1 (another block's)
 // and writes it into x's tile b.
 KERNEL(ok_sync_all) {
+  KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_MIX_AIV_1_0);
   TPipe pipe;
   TQue<TPosition::VECOUT, 1> qo;
   TQue<TPosition::VECIN, 1> qi;
@@ -419,6 +612,60 @@ KERNEL(ok_sync_all) {
   out = qo.DeQue<float>();
   DataCopy(gx[b * kTile], out, kTile);
   qo.FreeTensor(out);
+}
+
+// Event ids as the pipe hands them out next to the queues' own (written to y as int32).
+KERNEL(ok_event_ids) {
+  TPipe pipe;
+  TQue<TPosition::VECIN, 1> q;
+  pipe.InitBuffer(q, 2, kTile * 4);
+  GlobalTensor<float> gx;
+  GlobalTensor<int32_t> gy;
+  gx.SetGlobalBuffer((__gm__ float*)x, kElems);
+  gy.SetGlobalBuffer((__gm__ int32_t*)y + GetBlockIdx() * 8, 8);
+  int32_t ids[8];
+  ids[0] = pipe.FetchEventID(HardEvent::V_MTE2);  // 0: nothing held
+  LocalTensor<float> a = q.AllocTensor<float>();
+  DataCopy(a, gx, kTile);
+  q.EnQue(a);                                         // buffer 0 holds MTE2_V 0
+  ids[1] = pipe.FetchEventID<HardEvent::MTE2_V>();  // 1
+  a = q.DeQue<float>();
+  q.FreeTensor(a);                                      // buffer 0 holds V_MTE2 0
+  ids[2] = pipe.FetchEventID(HardEvent::V_MTE2);        // 1
+  TEventID own = pipe.AllocEventID<HardEvent::V_MTE2>();  // 1
+  ids[3] = own;
+  LocalTensor<float> b = q.AllocTensor<float>();  // buffer 1
+  q.FreeTensor(b);                                // buffer 1 holds V_MTE2 2
+  ids[4] = pipe.FetchEventID(HardEvent::V_MTE2);  // 3
+  SetFlag<HardEvent::V_MTE2>(own);
+  WaitFlag<HardEvent::V_MTE2>(own);
+  pipe.ReleaseEventID<HardEvent::V_MTE2>(own);
+  a = q.AllocTensor<float>();                     // buffer 0 again: releases V_MTE2 0
+  ids[5] = pipe.FetchEventID(HardEvent::V_MTE2);  // 0
+  q.FreeTensor(a);                                // buffer 0 holds V_MTE2 0 again
+  ids[6] = pipe.FetchEventID(HardEvent::V_MTE2);  // 1
+  ids[7] = pipe.FetchEventID(HardEvent::MTE2_V);  // 0: DeQue released it
+  for (int i = 0; i < 8; ++i) gy.SetValue(i, ids[i]);
+}
+
+// Two DMAs into the same UB bytes, and two to the same GM bytes, each pair ordered by its pipe's
+// barrier: the second copy wins.
+KERNEL(ok_dma_barrier) {
+  TPipe pipe;
+  TBuf<TPosition::VECCALC> buf;
+  pipe.InitBuffer(buf, kTile * 4);
+  GlobalTensor<float> gx, gy;
+  gx.SetGlobalBuffer((__gm__ float*)x, kElems);
+  gy.SetGlobalBuffer((__gm__ float*)y, kElems);
+  LocalTensor<float> a = buf.Get<float>();
+  DataCopy(a, gx, kTile);
+  PipeBarrier<PIPE_MTE2>();
+  DataCopy(a, gx[kTile], kTile);
+  SetFlag<HardEvent::MTE2_MTE3>(EVENT_ID0);
+  WaitFlag<HardEvent::MTE2_MTE3>(EVENT_ID0);
+  DataCopy(gy, a, kTile);
+  PipeBarrier<PIPE_MTE3>();
+  DataCopy(gy[8], a, kTile);
 }
 
 // ---- driver ---------------------------------------------------------------------------------------
@@ -457,6 +704,23 @@ int main(int argc, char** argv) {
       {"partial_overlap", {partial_overlap, 1}},
       {"two_pipes", {two_pipes, 1}},
       {"uninit_read", {uninit_read, 4}},
+      {"flag_held_by_queue", {flag_held_by_queue, 1}},
+      {"flag_held_enque", {flag_held_enque, 1}},
+      {"queue_takes_set_flag", {queue_takes_set_flag, 1}},
+      {"event_ids_exhausted", {event_ids_exhausted, 1}},
+      {"repeat_overlap", {repeat_overlap, 1}},
+      {"accumulate_src0", {accumulate_src0, 1}},
+      {"cast_widen_inplace", {cast_widen_inplace, 1}},
+      {"dma_overlap_mte2", {dma_overlap_mte2, 1}},
+      {"dma_overlap_mte3", {dma_overlap_mte3, 1}},
+      {"gather_repeat_8bit", {gather_repeat_8bit, 1}},
+      {"compares_tail", {compares_tail, 1}},
+      {"compare_int32_mode", {compare_int32_mode, 1}},
+      {"cast_s16_rint", {cast_s16_rint, 1}},
+      {"sync_all_kernel_type", {sync_all_kernel_type, 2}},
+      {"sync_all_cores", {sync_all_cores, 49}},
+      {"ok_event_ids", {ok_event_ids, 2}},
+      {"ok_dma_barrier", {ok_dma_barrier, 1}},
       {"ok_flags", {ok_flags, 5}},
       {"ok_atomic", {ok_atomic, 7}},
       {"ok_sync_all", {ok_sync_all, 6}},
@@ -483,6 +747,14 @@ int main(int argc, char** argv) {
   } else if (name == "ok_sync_all") {
     for (uint32_t b = 0; b < blocks; ++b)
       for (uint32_t i = 0; i < kTile; ++i) bad += x[b * kTile + i] != float((b + 1) % blocks);
+  } else if (name == "ok_event_ids") {
+    const int32_t want[8] = {0, 1, 1, 1, 3, 0, 1, 0};
+    const int32_t* got = reinterpret_cast<const int32_t*>(y);
+    for (uint32_t b = 0; b < blocks; ++b)
+      for (int i = 0; i < 8; ++i) bad += got[b * 8 + i] != want[i];
+  } else if (name == "ok_dma_barrier") {
+    for (uint32_t i = 0; i < 8; ++i) bad += y[i] != x[kTile + i];
+    for (uint32_t i = 0; i < kTile; ++i) bad += y[8 + i] != x[kTile + i];
   } else if (name == "uninit_read") {
     for (uint32_t i = 0; i < blocks * kTile; ++i) bad += !std::isnan(y[i]);
   }
