@@ -42,15 +42,35 @@ T AddElem(T a, T b) {
   }
 }
 
-// UB -> GM bytes, accumulating when SetAtomicAdd<T> is on.
+// UB -> GM bytes of MTE3 op `seq`, accumulating when SetAtomicAdd<T> is on.
 template <class T>
-void StoreGm(const char* api, T* gm, uint32_t ub_off, uint64_t bytes) {
+void StoreGm(const char* api, T* gm, uint32_t ub_off, uint64_t bytes, uint32_t seq) {
   auto& c = Ctx();
   bool atomic = c.atomic_type >= 0;
   if (atomic && c.atomic_type != TagOf<T>())
     c.Fail(api, std::string("atomic add mode is ") + TypeName(c.atomic_type) + " but the copy moves " +
                     TypeName(TagOf<T>()) + " data");
+  GmRegion* r = nullptr;
+  size_t off = 0;
+  if (!atomic && bytes) {
+    // Two MTE3 copies into overlapping GM bytes may land in either order: they need
+    // PipeBarrier<PIPE_MTE3> between them (docs/zh/api/SIMD-API/基础API/同步控制/核内同步/
+    // PipeBarrier(ISASI).md). Atomic accumulations commute and are exempt.
+    r = FindRegion(gm, bytes, api);
+    r->EnsureShadow();
+    off = reinterpret_cast<uint8_t*>(gm) - r->base;
+    for (size_t i = off; i < off + bytes; ++i) {
+      uint32_t w = r->mte3_seq[i];
+      if (w && w != seq && r->writer[i] == c.block_idx && c.self_done[kMte3] < w)
+        c.Fail(api, "writes GM bytes of buffer '" + r->name + "' from byte " + Str(i) + " that " +
+                        c.op_names[kMte3][w - 1] +
+                        " on the same pipe (MTE3) also writes, with nothing ordering the two: copies into "
+                        "overlapping GM bytes need PipeBarrier<PIPE_MTE3> between them");
+    }
+  }
   GmAccess(api, gm, bytes, true, atomic);
+  if (r)
+    for (size_t i = off; i < off + bytes; ++i) r->mte3_seq[i] = seq;
   if (!atomic) {
     std::memcpy(gm, c.ub.data() + ub_off, bytes);
     return;
@@ -109,7 +129,7 @@ void DataCopy(const GlobalTensor<T>& dst, const LocalTensor<T>& src, const uint3
   auto& c = npu_ops_emu::Ctx();
   uint32_t s = c.Issue(npu_ops_emu::kMte3, api);
   c.Read(npu_ops_emu::kMte3, s, api, src.off_, bytes);
-  npu_ops_emu::StoreGm(api, dst.base_, src.off_, bytes);
+  npu_ops_emu::StoreGm(api, dst.base_, src.off_, bytes, s);
   npu_ops_emu::CountDma(npu_ops_emu::kMte3, 1);
 }
 
@@ -171,7 +191,7 @@ void DataCopy(const GlobalTensor<T>& dst, const LocalTensor<T>& src, const DataC
   for (uint32_t i = 0; i < p.blockCount; ++i) {
     c.Read(npu_ops_emu::kMte3, s, api, src.off_ + i * src_step, len);
     auto* g = reinterpret_cast<T*>(reinterpret_cast<uint8_t*>(dst.base_) + i * dst_step);
-    npu_ops_emu::StoreGm(api, g, src.off_ + i * src_step, len);
+    npu_ops_emu::StoreGm(api, g, src.off_ + i * src_step, len, s);
   }
   npu_ops_emu::CountDma(npu_ops_emu::kMte3, p.blockCount);
 }
@@ -259,7 +279,7 @@ void DataCopyPad(const GlobalTensor<T>& dst, const LocalTensor<T>& src, const Da
     uint32_t u = static_cast<uint32_t>(src.off_ + i * src_step);
     c.Read(npu_ops_emu::kMte3, s, api, u, p.blockLen);
     auto* g = reinterpret_cast<T*>(reinterpret_cast<uint8_t*>(dst.base_) + i * dst_step);
-    npu_ops_emu::StoreGm(api, g, u, p.blockLen);
+    npu_ops_emu::StoreGm(api, g, u, p.blockLen, s);
   }
   npu_ops_emu::CountDma(npu_ops_emu::kMte3, p.blockCount);
 }

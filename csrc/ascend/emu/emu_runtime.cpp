@@ -123,6 +123,7 @@ void GmRegion::EnsureShadow() {
     writer.assign(bytes, -1);
     atomic_writer.assign(bytes, -1);
     reader.assign(bytes, -1);
+    mte3_seq.assign(bytes, 0);
   }
 }
 
@@ -188,6 +189,14 @@ void BlockCtx::Write(int pipe, uint32_t s, const char* api, uint32_t off, uint32
                       EventName(q, pipe) + ">");
       }
     }
+    // Two DMAs on one pipe may complete out of order: overlapping UB destinations of MTE2 copies
+    // need PipeBarrier<PIPE_MTE2> (docs/zh/api/SIMD-API/基础API/同步控制/核内同步/PipeBarrier(ISASI).md).
+    if (pipe == kMte2 && wp == kMte2 && w_seq[b] != s && self_done[kMte2] < w_seq[b]) {
+      Fail(api, std::string("pipe MTE2 overwrites UB byte ") + std::to_string(b) + " that " +
+                    op_names[kMte2][w_seq[b] - 1] +
+                    " on the same pipe writes, with nothing ordering the two: DMAs into overlapping UB bytes "
+                    "need PipeBarrier<PIPE_MTE2> between them (or an ordering through another pipe)");
+    }
     w_pipe[b] = static_cast<int8_t>(pipe);
     w_seq[b] = s;
   }
@@ -203,6 +212,8 @@ std::array<uint32_t, kNumPipes> BlockCtx::Snapshot(int pipe) const {
 
 void BlockCtx::Merge(int pipe, const std::array<uint32_t, kNumPipes>& c) {
   for (int q = 0; q < kNumPipes; ++q) clock[pipe][q] = std::max(clock[pipe][q], c[q]);
+  // The source pipe knew `pipe`'s ops up to c[pipe] complete: so does `pipe` now.
+  self_done[pipe] = std::max(self_done[pipe], c[pipe]);
 }
 
 void BlockCtx::BarrierAll() {
@@ -210,9 +221,9 @@ void BlockCtx::BarrierAll() {
   for (int p = 0; p < kNumPipes; ++p)
     for (int q = 0; q < kNumPipes; ++q) j[q] = std::max(j[q], clock[p][q]);
   for (int p = 0; p < kNumPipes; ++p) clock[p] = j;
+  self_done = seq;
 }
 
-namespace {
 const char* HardEventName(int e) {  // in AscendC::HardEvent order
   static const char* n[] = {"MTE2_MTE1", "MTE1_MTE2", "MTE1_M", "M_MTE1", "MTE2_V",    "V_MTE2",    "MTE3_V",
                             "V_MTE3",    "M_V",       "V_M",    "V_V",    "MTE3_MTE1", "MTE1_MTE3", "MTE1_V",
@@ -220,7 +231,58 @@ const char* HardEventName(int e) {  // in AscendC::HardEvent order
                             "S_V",       "V_S",       "S_MTE2", "MTE2_S", "S_MTE3",    "MTE3_S"};
   return e >= 0 && e < int(sizeof(n) / sizeof(n[0])) ? n[e] : "?";
 }
-}  // namespace
+
+void BlockCtx::PipeDone(int pipe) {
+  self_done[pipe] = seq[pipe];
+}
+
+// The pool follows TPipe::AllocEventID / FetchEventID / ReleaseEventID of asc-devkit
+// impl/basic_api/kernel_tpipe_impl.h: one occupancy mask per HardEvent, lowest free id (sff0),
+// QUE_MAX_EVENT = 8 ids. The real code only asserts in debug builds when the pool is exhausted;
+// on hardware the id is garbage, so here it is an error.
+int BlockCtx::AllocEvent(const char* api, int event, const std::string& holder) {
+  for (int i = 0; i < kEventIds; ++i) {
+    if (!event_holder.count({event, i})) {
+      event_holder[{event, i}] = holder;
+      return i;
+    }
+  }
+  std::string who;
+  for (int i = 0; i < kEventIds; ++i) who += "\n  id " + std::to_string(i) + ": " + event_holder[{event, i}];
+  Fail(api, std::string("no free event id of HardEvent::") + HardEventName(event) + " for " + holder +
+                ": all ids are held (dav-2201 has " + std::to_string(kEventIds) +
+                " per HardEvent; every freed TQue buffer holds one until it is allocated again, so at most 8 " +
+                "buffers per TPosition):" + who);
+}
+
+int BlockCtx::FetchEvent(const char* api, int event) {
+  for (int i = 0; i < kEventIds; ++i)
+    if (!event_holder.count({event, i})) return i;
+  Fail(api, std::string("no free event id of HardEvent::") + HardEventName(event) + ": all 8 are held");
+}
+
+void BlockCtx::ReleaseEvent(int event, int id) {
+  event_holder.erase({event, id});
+}
+
+const std::string* BlockCtx::Holder(int event, int id) const {
+  auto it = event_holder.find({event, id});
+  return it == event_holder.end() ? nullptr : &it->second;
+}
+
+void BlockCtx::QueueSetFlag(const char* api, int event, int id, const std::string& who) {
+  auto& f = flags[{event, id}];
+  if (f.set)
+    Fail(api, who + " takes HardEvent::" + HardEventName(event) + " id " + std::to_string(id) +
+                  " (the lowest id the pipe has not handed out), which the kernel has already set with SetFlag: a "
+                  "second SetFlag on a set flag is undefined; take the kernel's ids from TPipe::FetchEventID / "
+                  "AllocEventID instead of literal EVENT_IDs");
+  f.set = true;
+}
+
+void BlockCtx::QueueWaitFlag(int event, int id) {
+  flags[{event, id}].set = false;
+}
 
 void BlockCtx::EndChecks() {
   for (const auto& q : queues) {
@@ -409,6 +471,7 @@ Stats Launch(const char* name, uint32_t block_num, uint64_t seed, const std::vec
           r.writer.clear();
           r.atomic_writer.clear();
           r.reader.clear();
+          r.mte3_seq.clear();
         }
         for (uint32_t b = 0; b < block_num; ++b) s.state[b] = kRunnable;
         std::shuffle(order.begin(), order.end(), rng);

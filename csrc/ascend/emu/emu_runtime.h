@@ -38,7 +38,11 @@ const char* PipeName(int pipe);
 struct Options {
   bool strict_copy_len = true;  // DataCopy lengths that are not 32 B multiples are errors
   uint32_t ub_bytes = kUbUsableBytes;
+  uint32_t vector_cores = kDefaultBlockNum;  // SyncAll needs block_num <= this
 };
+
+// Event ids per HardEvent on dav-2201 (QUE_MAX_EVENT, asc-devkit impl/basic_api/kernel_macros.h).
+constexpr int kEventIds = 8;
 
 // Additive counters of one block (and, summed, of a launch). The cost model
 // (python/npu_ops/bench/ascend_cost_model.py) turns them into an estimated time.
@@ -83,11 +87,14 @@ struct GmRegion {
   std::vector<int32_t> writer;         // -1: none; else the block that wrote it non-atomically
   std::vector<int32_t> atomic_writer;  // -1: none; -2: several blocks; else the one block
   std::vector<int32_t> reader;         // -1: none; -2: several blocks; else the one block
+  std::vector<uint32_t> mte3_seq;      // the writer block's MTE3 op that wrote it (same-pipe overlap)
   void EnsureShadow();
 };
 
 struct QueueSlot {
   uint32_t offset = 0;
+  int enq_id = -1;   // event id EnQue took (enQue event), released by DeQue
+  int free_id = -1;  // event id FreeTensor took (freeBuf event), released by the next AllocTensor
   enum State { kFree, kAllocated, kEnqueued, kDequeued } state = kFree;
   std::array<uint32_t, kNumPipes> free_clock{};  // clock of the consumer pipe at FreeTensor
   bool freed_once = false;
@@ -99,6 +106,7 @@ struct QueueState {
   int depth = 1;
   uint32_t len = 0;
   int producer = kMte2, consumer = kV;
+  int enq_event = -1, free_event = -1;  // HardEvent of EnQue/DeQue and FreeTensor/AllocTensor; -1: none
   std::vector<QueueSlot> slots;
   std::vector<int> fifo;  // enqueued slot ids
   std::vector<std::array<uint32_t, kNumPipes>> fifo_clock;
@@ -125,6 +133,11 @@ class BlockCtx {
   std::array<std::array<uint32_t, kNumPipes>, kNumPipes> clock{};  // clock[p][q]
   std::array<std::vector<const char*>, kNumPipes> op_names;
   std::map<std::pair<int, int>, FlagState> flags;  // (HardEvent, id)
+  // Event ids taken from the pipe's pool, (HardEvent, id) -> who holds it: a queue buffer
+  // ("TQue<VECIN,1>#0 buffer 1 (FreeTensor ...)") or the kernel ("TPipe::AllocEventID").
+  std::map<std::pair<int, int>, std::string> event_holder;
+  std::array<uint32_t, kNumPipes> self_done{};  // per pipe: its own ops up to this seq are complete
+  int kernel_type = -1;                          // KernelMetaType from KERNEL_TASK_TYPE_DEFAULT; -1: none
   std::vector<QueueState> queues;
   int pipes_alive = 0;
   uint32_t ub_used = 0;
@@ -142,7 +155,16 @@ class BlockCtx {
   std::array<uint32_t, kNumPipes> Snapshot(int pipe) const;
   void Merge(int pipe, const std::array<uint32_t, kNumPipes>& c);
   void BarrierAll();
+  void PipeDone(int pipe);  // PipeBarrier<pipe>: its earlier ops are complete
   void EndChecks();
+  // The pipe's event id pool: lowest free id (AllocEventID), without taking it (FetchEventID).
+  int AllocEvent(const char* api, int event, const std::string& holder);
+  int FetchEvent(const char* api, int event);
+  void ReleaseEvent(int event, int id);
+  const std::string* Holder(int event, int id) const;
+  // SetFlag / WaitFlag the queues issue themselves (ordering is kept by the queue clocks).
+  void QueueSetFlag(const char* api, int event, int id, const std::string& who);
+  void QueueWaitFlag(int event, int id);
 };
 
 BlockCtx& Ctx();  // the running block; fails when called outside a kernel launch
@@ -153,6 +175,7 @@ void GmAccess(const char* api, const void* p, size_t bytes, bool write, bool ato
 
 enum TypeTag : int { kF32 = 0, kF16, kBF16, kI32, kI16, kI8, kU8, kU16, kU32, kI64, kU64, kOther };
 const char* TypeName(int tag);
+const char* HardEventName(int event);  // "V_MTE2", in AscendC::HardEvent order
 
 // Run `body(block_idx)` for `block_num` blocks in a seeded shuffled order, one at a time, on
 // threads so that SyncAll can hand over to the next block. Throws AscendRuleError.

@@ -174,6 +174,17 @@ inline void QueuePipes(TPosition pos, int* producer, int* consumer, const char* 
       npu_ops_emu::Ctx().Fail(api, "only the vector positions VECIN, VECOUT and VECCALC are emulated (dav-2201 AIV)");
   }
 }
+// The queue's HardEvents (GetQueEvt, asc-devkit impl/basic_api/kernel_event.h): VECIN is GM -> UB
+// (EnQue MTE2_V, FreeTensor V_MTE2), VECOUT UB -> GM (EnQue V_MTE3, FreeTensor MTE3_V). VECCALC
+// queues use no ids here (vector to vector).
+inline void QueueEvents(TPosition pos, int* enq, int* free_evt) {
+  *enq = *free_evt = -1;
+  if (pos == TPosition::VECIN) *enq = static_cast<int>(HardEvent::MTE2_V), *free_evt = static_cast<int>(HardEvent::V_MTE2);
+  if (pos == TPosition::VECOUT) *enq = static_cast<int>(HardEvent::V_MTE3), *free_evt = static_cast<int>(HardEvent::MTE3_V);
+}
+inline std::string SlotName(const npu_ops_emu::QueueState& q, int slot) {
+  return q.name + " buffer " + std::to_string(slot);
+}
 inline const char* PosName(TPosition pos) {
   switch (pos) {
     case TPosition::VECIN: return "VECIN";
@@ -214,6 +225,11 @@ class TQue {
     next_ = (pick + 1) % n;
     auto& slot = q.slots[pick];
     slot.state = npu_ops_emu::QueueSlot::kAllocated;
+    if (slot.free_id >= 0) {  // WaitFlag<freeBufEvt>(freeBufEvtID) + ReleaseEventID (AllocBuffer)
+      c.QueueWaitFlag(q.free_event, slot.free_id);
+      c.ReleaseEvent(q.free_event, slot.free_id);
+      slot.free_id = -1;
+    }
     if (slot.freed_once) c.Merge(q.producer, slot.free_clock);  // the consumer released it
     c.Poison(slot.offset, q.len);
     LocalTensor<T> t;
@@ -234,6 +250,11 @@ class TQue {
     if (static_cast<int>(q.fifo.size()) >= q.depth)
       c.Fail("TQue::EnQue", q.name + ": queue depth " + npu_ops_emu::Str(q.depth) + " exceeded (DeQue before EnQue)");
     slot.state = npu_ops_emu::QueueSlot::kEnqueued;
+    if (q.enq_event >= 0) {  // AllocEventID<enQueEvt> + SetFlag, held until DeQue
+      std::string who = emu_detail::SlotName(q, tensor.slot_) + " (EnQue, until DeQue)";
+      slot.enq_id = c.AllocEvent("TQue::EnQue", q.enq_event, who);
+      c.QueueSetFlag("TQue::EnQue", q.enq_event, slot.enq_id, "TQue::EnQue of " + emu_detail::SlotName(q, tensor.slot_));
+    }
     q.fifo.push_back(tensor.slot_);
     q.fifo_clock.push_back(c.Snapshot(q.producer));
     c.stats->sync_ops++;
@@ -249,6 +270,11 @@ class TQue {
     q.fifo.erase(q.fifo.begin());
     q.fifo_clock.erase(q.fifo_clock.begin());
     q.slots[s].state = npu_ops_emu::QueueSlot::kDequeued;
+    if (q.slots[s].enq_id >= 0) {  // WaitFlag<enQueEvt> + ReleaseEventID
+      c.QueueWaitFlag(q.enq_event, q.slots[s].enq_id);
+      c.ReleaseEvent(q.enq_event, q.slots[s].enq_id);
+      q.slots[s].enq_id = -1;
+    }
     LocalTensor<T> t;
     t.off_ = q.slots[s].offset;
     t.size_ = q.len / sizeof(T);
@@ -265,6 +291,12 @@ class TQue {
     if (slot.state == npu_ops_emu::QueueSlot::kFree) c.Fail("TQue::FreeTensor", q.name + ": double free");
     if (slot.state == npu_ops_emu::QueueSlot::kEnqueued)
       c.Fail("TQue::FreeTensor", q.name + ": tensor is still in the queue (DeQue it first)");
+    if (q.free_event >= 0) {  // AllocEventID<freeBufEvt> + SetFlag, held until the next AllocTensor
+      std::string who = emu_detail::SlotName(q, tensor.slot_) + " (FreeTensor, until its next AllocTensor)";
+      slot.free_id = c.AllocEvent("TQue::FreeTensor", q.free_event, who);
+      c.QueueSetFlag("TQue::FreeTensor", q.free_event, slot.free_id,
+                     "TQue::FreeTensor of " + emu_detail::SlotName(q, tensor.slot_));
+    }
     slot.state = npu_ops_emu::QueueSlot::kFree;
     slot.free_clock = c.Snapshot(q.consumer);
     slot.freed_once = true;
@@ -322,8 +354,17 @@ class TPipe {
     if (c.pipes_alive > 0) c.Fail("TPipe::TPipe", "a second TPipe while one is alive; use one TPipe per kernel");
     c.pipes_alive++;
   }
+  // TPipe::Destroy (kernel_tpipe_impl.h DestroyWithoutPipeAll) waits the freeBuf flags the free
+  // buffers still hold.
   ~TPipe() {
     auto& c = npu_ops_emu::Ctx();
+    for (auto& q : c.queues)
+      for (auto& slot : q.slots)
+        if (slot.free_id >= 0 && slot.state == npu_ops_emu::QueueSlot::kFree) {
+          c.QueueWaitFlag(q.free_event, slot.free_id);
+          c.ReleaseEvent(q.free_event, slot.free_id);
+          slot.free_id = -1;
+        }
     c.pipes_alive--;
   }
   TPipe(const TPipe&) = delete;
@@ -344,6 +385,7 @@ class TPipe {
     q.depth = depth;
     q.len = aligned;
     emu_detail::QueuePipes(pos, &q.producer, &q.consumer, api);
+    emu_detail::QueueEvents(pos, &q.enq_event, &q.free_event);
     for (int i = 0; i < num; ++i) {
       npu_ops_emu::QueueSlot s;
       s.offset = base_ + i * aligned;
@@ -364,24 +406,30 @@ class TPipe {
     buf.init_ = true;
     return true;
   }
+  // One pool per HardEvent, shared with the queues' EnQue/FreeTensor ids (kernel_tpipe_impl.h):
+  // FetchEventID returns the lowest id nobody holds without taking it; AllocEventID takes it
+  // until ReleaseEventID.
   template <HardEvent evt>
   TEventID FetchEventID() {
-    return 0;
+    return FetchEventID(evt);
   }
-  TEventID FetchEventID(HardEvent) { return 0; }
+  TEventID FetchEventID(HardEvent evt) {
+    return static_cast<TEventID>(npu_ops_emu::Ctx().FetchEvent("TPipe::FetchEventID", static_cast<int>(evt)));
+  }
   template <HardEvent evt>
   TEventID AllocEventID() {
-    auto& used = ids_[static_cast<int>(evt)];
-    for (int i = 0; i < 8; ++i)
-      if (!(used & (1u << i))) {
-        used |= 1u << i;
-        return static_cast<TEventID>(i);
-      }
-    npu_ops_emu::Ctx().Fail("TPipe::AllocEventID", "all 8 event ids of this HardEvent are allocated");
+    return static_cast<TEventID>(
+        npu_ops_emu::Ctx().AllocEvent("TPipe::AllocEventID", static_cast<int>(evt), "TPipe::AllocEventID"));
   }
   template <HardEvent evt>
   void ReleaseEventID(TEventID id) {
-    ids_[static_cast<int>(evt)] &= ~(1u << id);
+    auto& c = npu_ops_emu::Ctx();
+    const std::string* who = c.Holder(static_cast<int>(evt), id);
+    if (who && who->rfind("TQue", 0) == 0)
+      c.Fail("TPipe::ReleaseEventID", "HardEvent::" + std::string(npu_ops_emu::HardEventName(static_cast<int>(evt))) +
+                                          " id " + std::to_string(id) + " is held by " + *who +
+                                          ", not by the kernel");
+    c.ReleaseEvent(static_cast<int>(evt), id);
   }
   void Destroy() {}
 
@@ -406,7 +454,6 @@ class TPipe {
     return aligned;
   }
   uint32_t base_ = 0;
-  uint32_t ids_[64] = {};
 };
 
 inline int64_t GetBlockIdx() {

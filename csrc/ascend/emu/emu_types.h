@@ -184,4 +184,6 @@ enum KernelMetaType : uint8_t {
   KERNEL_TYPE_MIX_VECTOR_CORE,
   KERNEL_TYPE_MAX,
 };
-#define KERNEL_TASK_TYPE_DEFAULT(value) (void)(value)
+// As in the real header the macro is a statement in the kernel entry; here it records the type.
+#define KERNEL_TASK_TYPE_DEFAULT(value) ::npu_ops_emu::DeclareKernelType(value, #value)
+#define KERNEL_TASK_TYPE(key, value) ::npu_ops_emu::DeclareKernelType(value, #value)

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <vector>
 
 #include "emu_tensor.h"
 
@@ -135,6 +137,55 @@ void CheckLaneRange(const char* api, const char* which, const AscendC::LocalTens
                         " bytes; the repeats reach byte " + Str(last_byte - t.off_));
 }
 
+// Cross-repeat operand overlap of the mask + repeat forms (docs/zh/api/SIMD-API/通用说明和约束.md,
+// 通用地址重叠约束): within one repeat a source and the destination overlap completely or not at
+// all; across repeats, no repeat may read bytes an earlier repeat of the same instruction wrote
+// (the hardware pipelines repeats, so the read may see either value). The one exception: Add, Sub,
+// Mul, Max, Min on half/float/int32_t where the destination overlaps the *second* source and
+// src1RepStride or dstRepStride is 0 (accumulation).
+template <class T>
+class RepeatOverlap {
+ public:
+  RepeatOverlap(const char* api, uint32_t dst_lo, uint32_t dst_hi) : api_(api), lo_(dst_lo), hi_(dst_hi) {
+    static thread_local std::vector<int32_t> buf;
+    first_ = &buf;
+  }
+  // Whether [src_lo, src_hi) meets the destination's span at all (else no per-lane work).
+  bool Meets(uint32_t src_lo, uint32_t src_hi) const { return src_lo < hi_ && lo_ < src_hi; }
+  void Arm() {
+    if (armed_) return;
+    armed_ = true;
+    first_->assign((hi_ - lo_) / sizeof(T) + 1, -1);
+  }
+  void Wrote(uint32_t off, int32_t r) {
+    if (!armed_ || off < lo_ || off >= hi_) return;
+    int32_t& f = (*first_)[(off - lo_) / sizeof(T)];
+    if (f < 0) f = r;
+  }
+  void Read(const char* which, uint32_t off, int32_t r, bool exempt, const char* hint) const {
+    if (!armed_ || exempt || off < lo_ || off >= hi_) return;
+    int32_t f = (*first_)[(off - lo_) / sizeof(T)];
+    if (f >= 0 && f < r)
+      Ctx().Fail(api_, "repeat " + Str(r) + " reads " + which + " bytes [" + Str(off) + ", " + Str(off + sizeof(T)) +
+                           ") that repeat " + Str(f) +
+                           " wrote (dst): a later repeat must not read an earlier repeat's destination "
+                           "(通用地址重叠约束)" +
+                           hint);
+  }
+
+ private:
+  const char* api_;
+  uint32_t lo_, hi_;
+  bool armed_ = false;
+  std::vector<int32_t>* first_;
+};
+
+inline bool AccumulateApi(const char* api) {
+  for (const char* n : {"Add", "Sub", "Mul", "Max", "Min"})
+    if (std::strcmp(api, n) == 0) return true;
+  return false;
+}
+
 template <class T, class F>
 void BinaryRepeat(const char* api, const AscendC::LocalTensor<T>& dst, const AscendC::LocalTensor<T>& a,
                   const AscendC::LocalTensor<T>& b, const LaneMask<T>& m, int64_t repeat,
@@ -150,12 +201,27 @@ void BinaryRepeat(const char* api, const AscendC::LocalTensor<T>& dst, const Asc
   c.stats->vector_ops++;
   c.stats->vector_repeats += repeat;
   uint32_t s = c.Issue(kV, api);
+  const uint32_t dlo = dst.off_, dhi = LaneOff<T>(dst.off_, repeat - 1, last, p.dstBlkStride, p.dstRepStride) + sizeof(T);
+  RepeatOverlap<T> ov(api, dlo, std::max(dhi, LaneOff<T>(dst.off_, 0, last, p.dstBlkStride, p.dstRepStride) + 1));
+  const uint32_t ahi = LaneOff<T>(a.off_, repeat - 1, last, p.src0BlkStride, p.src0RepStride) + sizeof(T);
+  const uint32_t bhi = LaneOff<T>(b.off_, repeat - 1, last, p.src1BlkStride, p.src1RepStride) + sizeof(T);
+  const bool check_a = repeat > 1 && ov.Meets(a.off_, std::max(ahi, a.off_ + 256u));
+  const bool check_b = repeat > 1 && ov.Meets(b.off_, std::max(bhi, b.off_ + 256u));
+  if (check_a || check_b) ov.Arm();
+  constexpr bool kAccumType = std::is_same_v<T, half> || std::is_same_v<T, float> || std::is_same_v<T, int32_t>;
+  const bool b_exempt = kAccumType && AccumulateApi(api) && (p.src1RepStride == 0 || p.dstRepStride == 0);
+  const char* hint =
+      "; the only exception is Add/Sub/Mul/Max/Min on half/float/int32_t with only dst overlapping src1 and "
+      "src1RepStride or dstRepStride 0 (put the accumulator in src1)";
   for (uint32_t r = 0; r < repeat; ++r) {
     for (uint32_t l = 0; l < lanes; ++l) {
       if (!m.On(l)) continue;
       uint32_t oa = LaneOff<T>(a.off_, r, l, p.src0BlkStride, p.src0RepStride);
       uint32_t ob = LaneOff<T>(b.off_, r, l, p.src1BlkStride, p.src1RepStride);
       uint32_t od = LaneOff<T>(dst.off_, r, l, p.dstBlkStride, p.dstRepStride);
+      if (check_a) ov.Read("src0", oa, r, false, hint);
+      if (check_b) ov.Read("src1", ob, r, b_exempt, hint);
+      ov.Wrote(od, r);
       c.Read(kV, s, api, oa, sizeof(T));
       c.Read(kV, s, api, ob, sizeof(T));
       c.Write(kV, s, api, od, sizeof(T));
@@ -177,11 +243,18 @@ void UnaryRepeat(const char* api, const AscendC::LocalTensor<T>& dst, const Asce
   c.stats->vector_ops++;
   c.stats->vector_repeats += repeat;
   uint32_t s = c.Issue(kV, api);
+  const uint32_t dhi = LaneOff<T>(dst.off_, repeat - 1, lanes - 1, p.dstBlkStride, p.dstRepStride) + sizeof(T);
+  RepeatOverlap<T> ov(api, dst.off_, std::max(dhi, dst.off_ + 256u));
+  const uint32_t ahi = LaneOff<T>(a.off_, repeat - 1, lanes - 1, p.srcBlkStride, p.srcRepStride) + sizeof(T);
+  const bool check_a = repeat > 1 && ov.Meets(a.off_, std::max(ahi, a.off_ + 256u));
+  if (check_a) ov.Arm();
   for (uint32_t r = 0; r < repeat; ++r) {
     for (uint32_t l = 0; l < lanes; ++l) {
       if (!m.On(l)) continue;
       uint32_t oa = LaneOff<T>(a.off_, r, l, p.srcBlkStride, p.srcRepStride);
       uint32_t od = LaneOff<T>(dst.off_, r, l, p.dstBlkStride, p.dstRepStride);
+      if (check_a) ov.Read("src", oa, r, false, "");
+      ov.Wrote(od, r);
       c.Read(kV, s, api, oa, sizeof(T));
       c.Write(kV, s, api, od, sizeof(T));
       StoreUb<T>(od, Down<T>(f(Up(LoadUb<T>(oa)))));

@@ -83,25 +83,67 @@ inline const char* ModeName(AscendC::RoundMode m) {
   return n[static_cast<int>(m)];
 }
 
+inline float RoundToIntegral(float x, AscendC::RoundMode m) {
+  using AscendC::RoundMode;
+  switch (m) {
+    case RoundMode::CAST_FLOOR: return std::floor(x);
+    case RoundMode::CAST_CEIL: return std::ceil(x);
+    case RoundMode::CAST_TRUNC: return std::trunc(x);
+    case RoundMode::CAST_ROUND: return std::round(x);
+    default: return std::nearbyint(x);
+  }
+}
+
+// int32_t -> float with a rounding mode: exact integers above 2^24 round as the mode says.
+inline float Int32ToFloat(int32_t v, AscendC::RoundMode m) {
+  using AscendC::RoundMode;
+  float r = static_cast<float>(v);  // round to nearest even
+  double d = double(v), rf = double(r);
+  if (rf == d || m == RoundMode::CAST_NONE || m == RoundMode::CAST_RINT) return r;
+  float lo = rf < d ? r : std::nextafter(r, -INFINITY), hi = rf > d ? r : std::nextafter(r, INFINITY);
+  switch (m) {
+    case RoundMode::CAST_FLOOR: return lo;
+    case RoundMode::CAST_CEIL: return hi;
+    case RoundMode::CAST_TRUNC: return v > 0 ? lo : hi;
+    case RoundMode::CAST_ROUND: {
+      double dl = d - lo, dh = double(hi) - d;
+      if (dl == dh) return v > 0 ? hi : lo;  // ties away from zero
+      return dl < dh ? lo : hi;
+    }
+    default: return r;
+  }
+}
+
 // One element of Cast<T, U>; `ok` is false for a (dst, src, mode) triple dav-2201 does not have.
+// The table is the Atlas A2 one of docs/zh/api/SIMD-API/基础API/Memory矢量计算/类型转换/Cast.md
+// (npu="910b"), as far as the emulated types go; CAST_NONE means CAST_RINT where the conversion
+// loses precision.
 template <class T, class U>
 T CastElem(U v, AscendC::RoundMode m, bool* ok) {
   using AscendC::RoundMode;
   *ok = true;
   bool none = m == RoundMode::CAST_NONE;
+  bool rounding = !none && m != RoundMode::CAST_ODD;  // RINT/FLOOR/CEIL/ROUND/TRUNC
   if constexpr (std::is_same_v<T, float> && (std::is_same_v<U, half> || std::is_same_v<U, bfloat16_t>)) {
     *ok = none;
     return float(v);
-  } else if constexpr (std::is_same_v<T, float> && (std::is_same_v<U, int32_t> || std::is_same_v<U, int16_t>)) {
-    *ok = none || m == RoundMode::CAST_RINT;
+  } else if constexpr (std::is_same_v<T, float> && std::is_same_v<U, int16_t>) {
+    *ok = none;  // A2: int16_t -> float only with CAST_NONE
     return static_cast<float>(v);
+  } else if constexpr (std::is_same_v<T, float> && std::is_same_v<U, int32_t>) {
+    *ok = none || rounding;
+    return Int32ToFloat(v, m);
+  } else if constexpr (std::is_same_v<T, float> && std::is_same_v<U, float>) {
+    *ok = rounding;  // float -> float rounds to an integral value
+    return RoundToIntegral(v, m);
   } else if constexpr (std::is_same_v<T, half> && std::is_same_v<U, float>) {
     return ToHalf(v, m);
   } else if constexpr (std::is_same_v<T, bfloat16_t> && std::is_same_v<U, float>) {
-    *ok = !none && m != RoundMode::CAST_ODD;
+    *ok = rounding;
     return ToBf16(v, m);
-  } else if constexpr (std::is_same_v<T, int32_t> && (std::is_same_v<U, float> || std::is_same_v<U, half>)) {
-    *ok = !none && m != RoundMode::CAST_ODD;
+  } else if constexpr (std::is_same_v<T, int32_t> &&
+                       (std::is_same_v<U, float> || std::is_same_v<U, half> || std::is_same_v<U, bfloat16_t>)) {
+    *ok = rounding;
     return ToInt32(double(float(v)), m);
   } else if constexpr (std::is_same_v<T, half> && (std::is_same_v<U, uint8_t> || std::is_same_v<U, int8_t>)) {
     *ok = none;
@@ -134,6 +176,13 @@ void Cast(const LocalTensor<T>& dst, const LocalTensor<U>& src, const RoundMode&
   uint64_t db = uint64_t(count) * sizeof(T), sb = uint64_t(count) * sizeof(U);
   if (dst.off_ != src.off_ && dst.off_ < src.off_ + sb && src.off_ < dst.off_ + db)
     npu_ops_emu::Ctx().Fail(api, "dst and src partially overlap");
+  // In place only between types of one width (Cast.md: widening with overlapping operands gives
+  // wrong results; narrowing overlaps each repeat's source and destination partially).
+  if (dst.off_ == src.off_ && sizeof(T) != sizeof(U))
+    npu_ops_emu::Ctx().Fail(api, std::string("in place ") + npu_ops_emu::TypeName(npu_ops_emu::TagOf<U>()) + " -> " +
+                                     npu_ops_emu::TypeName(npu_ops_emu::TagOf<T>()) +
+                                     ": a Cast between types of different widths must not overlap its operands "
+                                     "(a repeat reads bytes an earlier repeat wrote)");
   auto& c = npu_ops_emu::Ctx();
   uint32_t s = npu_ops_emu::BeginVec(api, std::max(db, sb));
   c.Read(npu_ops_emu::kV, s, api, src.off_, sb);
@@ -165,21 +214,26 @@ inline float TreeSum(std::vector<float> v) {
 }  // namespace emu_detail
 
 // sum(src[0:count]) -> dst[0]: a binary tree inside each 256-byte repeat, repeats added in order.
+// A2 (asc-devkit impl/basic_api/dav_c220/kernel_operator_vec_reduce_impl.h ReduceSumImpl): the
+// count form is one vcadd in counter mode; sharedTmpBuffer is never touched (ReduceSum.md, 方式一),
+// and dst needs only element alignment (ReduceRepeat.md table 3: 4 B for float, 2 B for half).
 template <typename T, bool isSetMask = true>
 void ReduceSum(const LocalTensor<T>& dst, const LocalTensor<T>& src, const LocalTensor<T>& sharedTmpBuffer,
                const int32_t count) {
   static_assert(npu_ops_emu::kIsFloat<T>, "ReduceSum: dav-2201 supports half and float");
   const char* api = "ReduceSum";
   if (!npu_ops_emu::CountOk(api, count)) return;
-  constexpr uint32_t epr = 256 / sizeof(T), epb = 32 / sizeof(T);
+  constexpr uint32_t epr = 256 / sizeof(T);
   uint32_t reps = std::max<uint32_t>(1, (count + epr - 1) / epr);
-  npu_ops_emu::CheckVec(api, "dst", dst, 1);
-  npu_ops_emu::CheckVec(api, "src", src, count);
-  emu_detail::CheckTmp(api, sharedTmpBuffer, (reps + epb - 1) / epb * epb);
   auto& c = npu_ops_emu::Ctx();
+  if (!dst.valid_) c.Fail(api, "dst is not an allocated LocalTensor");
+  if (dst.off_ % sizeof(T) || dst.size_ < 1)
+    c.Fail(api, "dst at UB byte " + npu_ops_emu::Str(dst.off_) + " must be " + npu_ops_emu::Str(sizeof(T)) +
+                    "-byte aligned and hold one element");
+  npu_ops_emu::CheckVec(api, "src", src, count);
+  (void)sharedTmpBuffer;
   uint32_t s = npu_ops_emu::BeginVec(api, uint64_t(count) * sizeof(T));
   c.Read(npu_ops_emu::kV, s, api, src.off_, count * sizeof(T));
-  c.Write(npu_ops_emu::kV, s, api, sharedTmpBuffer.off_, reps * sizeof(T));
   c.Write(npu_ops_emu::kV, s, api, dst.off_, sizeof(T));
   float total = 0.0f;
   for (uint32_t r = 0; r < reps; ++r) {
@@ -187,7 +241,6 @@ void ReduceSum(const LocalTensor<T>& dst, const LocalTensor<T>& src, const Local
     for (uint32_t i = r * epr; i < std::min<uint32_t>(count, (r + 1) * epr); ++i)
       lanes.push_back(float(npu_ops_emu::LoadUb<T>(src.off_ + i * sizeof(T))));
     float part = static_cast<float>(static_cast<T>(emu_detail::TreeSum(lanes)));
-    npu_ops_emu::StoreUb<T>(sharedTmpBuffer.off_ + r * sizeof(T), static_cast<T>(part));
     total = static_cast<float>(static_cast<T>(total + part));
   }
   npu_ops_emu::StoreUb<T>(dst.off_, static_cast<T>(total));
@@ -203,7 +256,9 @@ void ReduceMax(const LocalTensor<T>& dst, const LocalTensor<T>& src, const Local
   constexpr uint32_t epr = 256 / sizeof(T), epb = 32 / sizeof(T);
   uint32_t reps = std::max<uint32_t>(1, (count + epr - 1) / epr);
   uint64_t it1 = uint64_t(reps) * 2, start = (it1 + epb - 1) / epb * epb;
-  uint64_t need = reps == 1 ? start : start + ((it1 + epr - 1) / epr * 2 + epb - 1) / epb * epb;
+  // ReduceMax.md, sharedTmpBuffer 所需空间: without the index only the first round's output
+  // (aligned to 32 B) is needed; with it the rounds' outputs add up.
+  uint64_t need = (reps == 1 || !calIndex) ? start : start + ((it1 + epr - 1) / epr * 2 + epb - 1) / epb * epb;
   npu_ops_emu::CheckVec(api, "dst", dst, 2);
   npu_ops_emu::CheckVec(api, "src", src, count);
   emu_detail::CheckTmp(api, sharedTmpBuffer, need);
@@ -234,7 +289,7 @@ void ReduceMax(const LocalTensor<T>& dst, const LocalTensor<T>& src, const Local
 }
 
 namespace emu_detail {
-inline bool Cmp(float a, float b, CMPMODE m) {
+inline bool Cmp(double a, double b, CMPMODE m) {
   switch (m) {
     case CMPMODE::LT: return a < b;
     case CMPMODE::GT: return a > b;
@@ -246,9 +301,14 @@ inline bool Cmp(float a, float b, CMPMODE m) {
 }
 template <typename U, typename T, typename F>
 void CompareImpl(const char* api, const LocalTensor<U>& dst, const LocalTensor<T>& src0, uint32_t count,
-                 const LocalTensor<T>* src1, F value1) {
+                 const LocalTensor<T>* src1, CMPMODE cmp_mode, F value1) {
   static_assert(npu_ops_emu::kIsFloat<T> || std::is_same_v<T, int32_t>, "Compare: half, float or int32_t");
   if (count == 0) return;
+  // dav_c220/kernel_operator_vec_cmp_impl.h (CheckVcmpDtype / CheckVcmpvsDtype, VcmpvIntrinsicsImpl
+  // for int32_t): int32_t is compared with CMPMODE::EQ only.
+  if (std::is_same_v<T, int32_t> && cmp_mode != CMPMODE::EQ)
+    npu_ops_emu::Ctx().Fail(api, "int32_t operands support only CMPMODE::EQ on dav-2201, got mode " +
+                                     npu_ops_emu::Str(static_cast<int>(cmp_mode)));
   uint64_t bits_bytes = (uint64_t(count) + 7) / 8;
   npu_ops_emu::CheckVec(api, "dst", dst, (bits_bytes + sizeof(U) - 1) / sizeof(U));
   npu_ops_emu::CheckVec(api, "src0", src0, count);
@@ -273,17 +333,24 @@ void Compare(const LocalTensor<U>& dst, const LocalTensor<T>& src0, const LocalT
   if ((uint64_t(count) * sizeof(T)) % 256)
     npu_ops_emu::Ctx().Fail(api, "count " + npu_ops_emu::Str(count) + " x " + npu_ops_emu::Str(sizeof(T)) +
                                      " B is not a multiple of 256 bytes (hardware skips the unaligned rest)");
-  emu_detail::CompareImpl(api, dst, src0, count, &src1, [&](uint32_t i) {
-    return emu_detail::Cmp(float(npu_ops_emu::LoadUb<T>(src0.off_ + i * sizeof(T))),
-                           float(npu_ops_emu::LoadUb<T>(src1.off_ + i * sizeof(T))), cmpMode);
+  emu_detail::CompareImpl(api, dst, src0, count, &src1, cmpMode, [&](uint32_t i) {
+    return emu_detail::Cmp(double(npu_ops_emu::LoadUb<T>(src0.off_ + i * sizeof(T))),
+                           double(npu_ops_emu::LoadUb<T>(src1.off_ + i * sizeof(T))), cmpMode);
   });
 }
 
 template <typename T, typename U>
 void Compares(const LocalTensor<U>& dst, const LocalTensor<T>& src0, const T src1Scalar, CMPMODE cmpMode,
               uint32_t count) {
-  emu_detail::CompareImpl("Compares", dst, src0, count, static_cast<const LocalTensor<T>*>(nullptr), [&](uint32_t i) {
-    return emu_detail::Cmp(float(npu_ops_emu::LoadUb<T>(src0.off_ + i * sizeof(T))), float(src1Scalar), cmpMode);
+  // dav_c220 CompareScalarCompute: count * sizeof(T) / 256 whole repeats, the rest is dropped.
+  if ((uint64_t(count) * sizeof(T)) % 256)
+    npu_ops_emu::Ctx().Fail("Compares", "count " + npu_ops_emu::Str(count) + " x " + npu_ops_emu::Str(sizeof(T)) +
+                                            " B = " + npu_ops_emu::Str(uint64_t(count) * sizeof(T)) +
+                                            " bytes: the count form compares whole 256-byte repeats only and "
+                                            "silently skips the rest");
+  emu_detail::CompareImpl("Compares", dst, src0, count, static_cast<const LocalTensor<T>*>(nullptr), cmpMode,
+                          [&](uint32_t i) {
+    return emu_detail::Cmp(double(npu_ops_emu::LoadUb<T>(src0.off_ + i * sizeof(T))), double(src1Scalar), cmpMode);
   });
 }
 
@@ -345,6 +412,16 @@ void Gather(const LocalTensor<T>& dst, const LocalTensor<T>& src, const LocalTen
   const char* api = "Gather";
   static_assert(sizeof(T) == 2 || sizeof(T) == 4, "Gather: dav-2201 supports 16- and 32-bit types");
   if (count == 0) return;
+  // impl/basic_api/kernel_operator_vec_gather_intf_impl.h (count form): `const uint8_t repeatTime =
+  // count / elementCountSingleRepeat` - the repeat count wraps at 256 and the gather silently
+  // moves (count / epr mod 256) repeats plus the tail.
+  constexpr uint32_t epr = 256 / sizeof(T);
+  if (count / epr > 255)
+    npu_ops_emu::Ctx().Fail(api, "count " + npu_ops_emu::Str(count) + " needs " + npu_ops_emu::Str(count / epr) +
+                                     " repeats of " + npu_ops_emu::Str(epr) +
+                                     " elements (>= 256 repeats); the count form keeps the repeat count in 8 bits, so "
+                                     "at most " +
+                                     npu_ops_emu::Str(255 * epr + epr - 1) + " elements per call");
   npu_ops_emu::CheckVec(api, "dst", dst, count);
   npu_ops_emu::CheckVec(api, "src", src, 0);
   npu_ops_emu::CheckVec(api, "srcOffset", srcOffset, count);
