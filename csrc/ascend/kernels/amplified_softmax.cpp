@@ -8,12 +8,14 @@
 #define NPU_OPS_AMPLIFIED_SOFTMAX_ENTRIES(SUFFIX, T)                                                          \
   extern "C" __global__ __aicore__ void npu_ops_amplified_softmax_fwd_##SUFFIX(GM_ADDR scores, GM_ADDR alpha, \
                                                                                GM_ADDR out, GM_ADDR tiling) { \
+    KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);                                                           \
     npu_ops_kernels::AmplifiedSoftmaxForward<T> op;                                                           \
     op.Init(scores, alpha, out, tiling);                                                                      \
     op.Process();                                                                                             \
   }                                                                                                           \
   extern "C" __global__ __aicore__ void npu_ops_amplified_softmax_bwd_##SUFFIX(                               \
       GM_ADDR grad, GM_ADDR scores, GM_ADDR alpha, GM_ADDR grad_scores, GM_ADDR grad_alpha, GM_ADDR tiling) { \
+    KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);                                                           \
     npu_ops_kernels::AmplifiedSoftmaxBackward<T> op;                                                          \
     op.Init(grad, scores, alpha, grad_scores, grad_alpha, tiling);                                            \
     op.Process();                                                                                             \

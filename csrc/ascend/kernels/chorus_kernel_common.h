@@ -100,4 +100,14 @@ __aicore__ inline void SyncSToV() {
   AscendC::WaitFlag<AscendC::HardEvent::S_V>(EVENT_ID0);
 }
 
+// An immediate SetFlag/WaitFlag pair on an id the pipe hands out (FetchEventID: the lowest id no
+// TQue buffer holds; asc-devkit impl/basic_api/kernel_tpipe_impl.h). A literal EVENT_ID may be one
+// that a freed or enqueued buffer holds, and a second SetFlag on a set flag is undefined.
+template <AscendC::HardEvent E>
+__aicore__ inline void PipeSync(AscendC::TPipe& pipe) {
+  const event_t id = static_cast<event_t>(pipe.FetchEventID(E));
+  AscendC::SetFlag<E>(id);
+  AscendC::WaitFlag<E>(id);
+}
+
 }  // namespace npu_ops_kernels

@@ -9,6 +9,7 @@
 #define NPU_OPS_MASKED_BLEND_ENTRIES(SUFFIX, T, M)                                                                     \
   extern "C" __global__ __aicore__ void npu_ops_masked_blend_fwd_##SUFFIX(GM_ADDR fresh, GM_ADDR cached, GM_ADDR mask, \
                                                                           GM_ADDR out, GM_ADDR tiling) {               \
+    KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);                                                                    \
     npu_ops_kernels::MaskedBlendForward<T, M> op;                                                                      \
     op.Init(fresh, cached, mask, out, tiling);                                                                         \
     op.Process();                                                                                                      \
@@ -16,6 +17,7 @@
   extern "C" __global__ __aicore__ void npu_ops_masked_blend_bwd_##SUFFIX(                                             \
       GM_ADDR grad, GM_ADDR fresh, GM_ADDR cached, GM_ADDR mask, GM_ADDR grad_fresh, GM_ADDR grad_cached,              \
       GM_ADDR grad_mask, GM_ADDR tiling) {                                                                             \
+    KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);                                                                    \
     npu_ops_kernels::MaskedBlendBackward<T, M> op;                                                                     \
     op.Init(grad, fresh, cached, mask, grad_fresh, grad_cached, grad_mask, tiling);                                    \
     op.Process();                                                                                                      \

@@ -13,6 +13,7 @@
   extern "C" __global__ __aicore__ void NAME(GM_ADDR grad_output, GM_ADDR value, GM_ADDR sampling_locations,       \
                                              GM_ADDR attention_weights, GM_ADDR grad_value, GM_ADDR grad_loc,      \
                                              GM_ADDR grad_attn, GM_ADDR workspace, GM_ADDR tiling) {               \
+    KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_MIX_AIV_1_0);                                                             \
     npu_ops_kernels::MsdaBackwardKernel<T, CODESIGN> op;                                                           \
     op.Init(grad_output, value, sampling_locations, attention_weights, grad_value, grad_loc, grad_attn, workspace, \
             tiling);                                                                                               \

@@ -263,8 +263,7 @@ class MsdaBackwardKernel {
     AscendC::DataCopyExtParams cp{1, static_cast<uint32_t>(p_.levels * sizeof(MsdaBwdLevel)), 0, 0, 0};
     AscendC::DataCopyPadExtParams<uint32_t> pad{false, 0, 0, 0u};
     AscendC::DataCopyPad(lv, levelsGm_, cp, pad);
-    AscendC::SetFlag<AscendC::HardEvent::MTE2_S>(EVENT_ID0);
-    AscendC::WaitFlag<AscendC::HardEvent::MTE2_S>(EVENT_ID0);
+    PipeSync<AscendC::HardEvent::MTE2_S>(pipe_);
   }
   __aicore__ inline uint64_t LevelStart(uint32_t l) {
     LocalTensor<uint32_t> lv = levelsUb_.Get<uint32_t>();
@@ -327,15 +326,13 @@ class MsdaBackwardKernel {
     BlockRange(&e0, &e1);
     LocalTensor<float> z = chunk_.Get<float>();
     AscendC::Duplicate(z, 0.0f, static_cast<int32_t>(kBwdChunk));
-    AscendC::SetFlag<AscendC::HardEvent::V_MTE3>(EVENT_ID0);
-    AscendC::WaitFlag<AscendC::HardEvent::V_MTE3>(EVENT_ID0);
+    PipeSync<AscendC::HardEvent::V_MTE3>(pipe_);
     for (uint64_t e = e0; e < e1; e += kBwdChunk) {
       const uint32_t n = static_cast<uint32_t>(Min64(kBwdChunk, e1 - e));
       AscendC::DataCopyExtParams cp{1, n * 4u, 0, 0, 0};
       AscendC::DataCopyPad(accGm_[e], z, cp);
     }
-    AscendC::SetFlag<AscendC::HardEvent::MTE3_V>(EVENT_ID0);  // z is reused as a work buffer later
-    AscendC::WaitFlag<AscendC::HardEvent::MTE3_V>(EVENT_ID0);
+    PipeSync<AscendC::HardEvent::MTE3_V>(pipe_);  // z is reused as a work buffer later
   }
 
   __aicore__ inline void CastAccumulator() {
@@ -349,17 +346,13 @@ class MsdaBackwardKernel {
       AscendC::DataCopyExtParams cin{1, n * 4u, 0, 0, 0};
       AscendC::DataCopyPadExtParams<float> pad{false, 0, 0, 0.0f};
       AscendC::DataCopyPad(in, accGm_[e], cin, pad);
-      AscendC::SetFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID0);
-      AscendC::WaitFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID0);
+      PipeSync<AscendC::HardEvent::MTE2_V>(pipe_);
       AscendC::Cast(out, in, AscendC::RoundMode::CAST_RINT, AlignUp(n, 16));
-      AscendC::SetFlag<AscendC::HardEvent::V_MTE3>(EVENT_ID0);
-      AscendC::WaitFlag<AscendC::HardEvent::V_MTE3>(EVENT_ID0);
+      PipeSync<AscendC::HardEvent::V_MTE3>(pipe_);
       AscendC::DataCopyExtParams cout{1, n * kSz, 0, 0, 0};
       AscendC::DataCopyPad(gradValueGm_[e], out, cout);
-      AscendC::SetFlag<AscendC::HardEvent::MTE3_V>(EVENT_ID0);
-      AscendC::WaitFlag<AscendC::HardEvent::MTE3_V>(EVENT_ID0);
-      AscendC::SetFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);
-      AscendC::WaitFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);
+      PipeSync<AscendC::HardEvent::MTE3_V>(pipe_);
+      PipeSync<AscendC::HardEvent::V_MTE2>(pipe_);
     }
   }
 
@@ -530,8 +523,7 @@ class MsdaBackwardKernel {
       // Corner rows (one DMA each), zero where outside the map.
       LocalTensor<T> v = corners_.template AllocTensor<T>();
       ZeroFill(v, 4 * cs);
-      AscendC::SetFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);
-      AscendC::WaitFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);
+      PipeSync<AscendC::HardEvent::V_MTE2>(pipe_);
       for (int k = 0; k < 4; ++k) {
         if (ok[k]) CopyChannelRows(v[k * cs], valueGm_[off[k]], 1, 0);
       }
@@ -577,8 +569,7 @@ class MsdaBackwardKernel {
     AscendC::Duplicate(W, -1.0f, static_cast<int32_t>(np));  // padding points: W = H = -1 never pass
     AscendC::Duplicate(Hl, -1.0f, static_cast<int32_t>(np));
     if (p_.privRows > 0) AscendC::Duplicate(priv_.Get<float>(), 0.0f, static_cast<int32_t>(p_.privRows * p_.cs));
-    AscendC::SetFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);
-    AscendC::WaitFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);
+    PipeSync<AscendC::HardEvent::V_MTE2>(pipe_);
     // The host built the tables (msda_backward_tiling_blob): one DMA each.
     uint32_t off = p_.tablesOffset / 4;
     LoadTable(W.ReinterpretCast<uint32_t>(), &off, lps);  // W_l per point of a row, -1 for padding
@@ -587,8 +578,7 @@ class MsdaBackwardKernel {
     LoadTable(inter_.Get<uint32_t>(), &off, 2 * TR * lps);
     LoadTable(bcast_.Get<uint32_t>(), &off, 4 * G * 8);
     LoadTable(trans_.Get<uint32_t>(), &off, 4 * kBwdUnit * 8);
-    AscendC::SetFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID0);
-    AscendC::WaitFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID0);
+    PipeSync<AscendC::HardEvent::MTE2_V>(pipe_);
     for (uint32_t r = 1; r < TR; ++r) {  // the level sizes repeat for every row of the tile
       AscendC::DataCopy(W[r * lps], W, lps);
       AscendC::DataCopy(Hl[r * lps], Hl, lps);
@@ -756,8 +746,7 @@ class MsdaBackwardKernel {
     LocalTensor<T> v = corners_.template AllocTensor<T>();
     if (partial) {
       ZeroFill(v, 4 * G * cs);
-      AscendC::SetFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);
-      AscendC::WaitFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);
+      PipeSync<AscendC::HardEvent::V_MTE2>(pipe_);
     }
     const uint64_t pairGap = (static_cast<uint64_t>(p_.heads) - 1) * C * kSz;
     for (uint32_t j = 0; j < n; ++j) {
@@ -818,11 +807,13 @@ class MsdaBackwardKernel {
       }
     }
     // 8-lane partial sums of 8 corner rows per instruction: repeat c adds block c of each row.
+    // The accumulator is src1 with repeat stride 0: the one cross-repeat overlap the docs allow
+    // (通用说明和约束.md, 通用地址重叠约束: dst may overlap the second source only).
     LocalTensor<float> acc = acc_.Get<float>();
     for (uint32_t r8 = 0; r8 < 4 * G / 8; ++r8) {
       LocalTensor<float> a = acc[(jInUnit * 4 + r8 * 8) * 8];
-      AscendC::Add(a, a, v32[r8 * 8 * cs], static_cast<uint64_t>(64), static_cast<int32_t>(rowBlocks),
-                   AscendC::BinaryRepeatParams(1, 1, rowBlocks, 0, 0, 1));
+      AscendC::Add(a, v32[r8 * 8 * cs], a, static_cast<uint64_t>(64), static_cast<int32_t>(rowBlocks),
+                   AscendC::BinaryRepeatParams(1, rowBlocks, 1, 0, 1, 0));
     }
     corners_.FreeTensor(v);
 
@@ -889,8 +880,7 @@ class MsdaBackwardKernel {
     if (p_.privRows == 0 || privKey_ == kNoKey) return;
     const uint32_t C = p_.channels, cs = p_.cs;
     LocalTensor<float> pv = priv_.Get<float>();
-    AscendC::SetFlag<AscendC::HardEvent::V_MTE3>(EVENT_ID0);
-    AscendC::WaitFlag<AscendC::HardEvent::V_MTE3>(EVENT_ID0);
+    PipeSync<AscendC::HardEvent::V_MTE3>(pipe_);
     const uint32_t rowGap = (cs * 4 - AlignUp(C * 4, kUbBlock)) / kUbBlock;
     const uint32_t gmGap = (p_.heads - 1) * C * 4;  // one head of H per pixel
     AscendC::SetAtomicAdd<float>();
@@ -907,8 +897,7 @@ class MsdaBackwardKernel {
       }
     }
     AscendC::SetAtomicNone();
-    AscendC::SetFlag<AscendC::HardEvent::MTE3_V>(EVENT_ID0);
-    AscendC::WaitFlag<AscendC::HardEvent::MTE3_V>(EVENT_ID0);
+    PipeSync<AscendC::HardEvent::MTE3_V>(pipe_);
     AscendC::Duplicate(pv, 0.0f, static_cast<int32_t>(p_.privRows * cs));
     privKey_ = kNoKey;
   }
@@ -981,8 +970,7 @@ class MsdaBackwardKernel {
     const uint32_t cs = p_.cs;
     LocalTensor<T> wv = winVal_.Get<T>();
     AscendC::Duplicate(winAcc_.Get<float>(), 0.0f, static_cast<int32_t>(used * cs));
-    AscendC::SetFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID1);  // earlier copies out of wv are done
-    AscendC::WaitFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID1);
+    PipeSync<AscendC::HardEvent::V_MTE2>(pipe_);  // earlier copies out of wv are done
     const uint64_t gap = static_cast<uint64_t>(p_.heads - 1) * p_.channels * kSz;
     for (uint32_t l = 0; l < nl; ++l) {
       const Win& wn = win_[l];
@@ -992,8 +980,7 @@ class MsdaBackwardKernel {
         CopyChannelRows(wv[(wn.row + r * wn.w) * cs], valueGm_[ValueRow(b, pix + r * LevelW(l), h)], wn.w, gap);
       }
     }
-    AscendC::SetFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID1);
-    AscendC::WaitFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID1);
+    PipeSync<AscendC::HardEvent::MTE2_V>(pipe_);
   }
 
   // Adds the tile's fp32 windows to GM: one atomic DMA per window row.
@@ -1007,8 +994,7 @@ class MsdaBackwardKernel {
     const uint32_t rowGap = (cs * 4 - AlignUp(C * 4, kUbBlock)) / kUbBlock;
     const uint32_t gmGap = (p_.heads - 1) * C * 4;
     LocalTensor<float> wa = winAcc_.Get<float>();
-    AscendC::SetFlag<AscendC::HardEvent::V_MTE3>(EVENT_ID1);
-    AscendC::WaitFlag<AscendC::HardEvent::V_MTE3>(EVENT_ID1);
+    PipeSync<AscendC::HardEvent::V_MTE3>(pipe_);
     AscendC::SetAtomicAdd<float>();
     for (uint32_t l = 0; l < nl; ++l) {
       const Win& wn = win_[l];
@@ -1020,8 +1006,7 @@ class MsdaBackwardKernel {
       }
     }
     AscendC::SetAtomicNone();
-    AscendC::SetFlag<AscendC::HardEvent::MTE3_V>(EVENT_ID1);  // the next tile zeroes the windows
-    AscendC::WaitFlag<AscendC::HardEvent::MTE3_V>(EVENT_ID1);
+    PipeSync<AscendC::HardEvent::MTE3_V>(pipe_);  // the next tile zeroes the windows
   }
 
   // Corner rows short enough to pack several into one 64-lane fp32 repeat.
@@ -1032,8 +1017,7 @@ class MsdaBackwardKernel {
   __aicore__ inline void LoadPrivateValues(uint64_t b, uint64_t h) {
     const uint32_t C = p_.channels;
     LocalTensor<T> vu = valueUb_.Get<T>();
-    AscendC::SetFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID1);  // earlier copies out of vu are done
-    AscendC::WaitFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID1);
+    PipeSync<AscendC::HardEvent::V_MTE2>(pipe_);  // earlier copies out of vu are done
     for (uint32_t l = 0; l < p_.levels; ++l) {
       if (!LevelPriv(l)) continue;
       const uint64_t rowsL = static_cast<uint64_t>(LevelH(l)) * LevelW(l);
@@ -1044,8 +1028,7 @@ class MsdaBackwardKernel {
                         static_cast<uint64_t>(p_.heads - 1) * C * kSz);
       }
     }
-    AscendC::SetFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID1);
-    AscendC::WaitFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID1);
+    PipeSync<AscendC::HardEvent::MTE2_V>(pipe_);
   }
 
   // ---- co-designed: per-point gradients of the tile ---------------------------------------------

@@ -9,12 +9,14 @@
 #define NPU_OPS_MSDA_FWD_ENTRIES(SUFFIX, T)                                                                       \
   extern "C" __global__ __aicore__ void npu_ops_msda_fwd_##SUFFIX(GM_ADDR value, GM_ADDR loc, GM_ADDR attn,       \
                                                                   GM_ADDR out, GM_ADDR tiling) {                  \
+    KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);                                                               \
     npu_ops_kernels::MsdaForwardCodesign<T> op;                                                                   \
     op.Init(value, loc, attn, out, tiling);                                                                       \
     op.Process();                                                                                                 \
   }                                                                                                               \
   extern "C" __global__ __aicore__ void npu_ops_msda_fwd_naive_##SUFFIX(GM_ADDR value, GM_ADDR loc, GM_ADDR attn, \
                                                                         GM_ADDR out, GM_ADDR tiling) {            \
+    KERNEL_TASK_TYPE_DEFAULT(KERNEL_TYPE_AIV_ONLY);                                                               \
     npu_ops_kernels::MsdaForwardNaive<T> op;                                                                      \
     op.Init(value, loc, attn, out, tiling);                                                                       \
     op.Process();                                                                                                 \

@@ -189,8 +189,7 @@ class MsdaForwardCodesign {
   __aicore__ inline void LoadResident(uint64_t b, uint32_t h, bool reload) {
     const MsdaPlan& p = plan_;
     if (reload) {  // the previous tiles' gathers read the region
-      AscendC::SetFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);
-      AscendC::WaitFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);
+      PipeSync<AscendC::HardEvent::V_MTE2>(pipe_);
     }
     LocalTensor<T> res = resident_.Get<T>();
     const uint64_t keyStride = static_cast<uint64_t>(p.heads) * p.channels;
@@ -205,8 +204,7 @@ class MsdaForwardCodesign {
                       p.cPad, keyStride, 0);
       }
     }
-    AscendC::SetFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID0);
-    AscendC::WaitFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID0);
+    PipeSync<AscendC::HardEvent::MTE2_V>(pipe_);
   }
 
   // Rows [r, r + nq) of batch b, head h.
@@ -462,8 +460,7 @@ class MsdaForwardCodesign {
   // one per kChorusMaxBlockCount pixels for a band of whole rows (consecutive pixels).
   __aicore__ inline void LoadWindow(uint64_t b, uint32_t h, uint32_t l, const WindowBox& box) {
     const MsdaPlan& p = plan_;
-    AscendC::SetFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);  // earlier gathers read the window
-    AscendC::WaitFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);
+    PipeSync<AscendC::HardEvent::V_MTE2>(pipe_);  // earlier gathers read the window
     LocalTensor<T> win = resident_.Get<T>()[p.windowUbOffset / sizeof(T)];
     const uint64_t keyStride = static_cast<uint64_t>(p.heads) * p.channels;
     const uint64_t levelBase = ((b * p.numKeys + p.levelStart[l]) * p.heads + h) * p.channels;
@@ -483,8 +480,7 @@ class MsdaForwardCodesign {
                       keyStride, 0);
       }
     }
-    AscendC::SetFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID0);
-    AscendC::WaitFlag<AscendC::HardEvent::MTE2_V>(EVENT_ID0);
+    PipeSync<AscendC::HardEvent::MTE2_V>(pipe_);
   }
 
   // Byte offsets of the four corners in the window (invalid corners: the zero row at 0), from the
@@ -529,8 +525,7 @@ class MsdaForwardCodesign {
       // Rows that no valid corner fills stay zero.
       AscendC::Duplicate(val.template ReinterpretCast<uint16_t>(), static_cast<uint16_t>(0),
                          static_cast<int32_t>(ce * sizeof(T) / 2));
-      AscendC::SetFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);
-      AscendC::WaitFlag<AscendC::HardEvent::V_MTE2>(EVENT_ID0);
+      PipeSync<AscendC::HardEvent::V_MTE2>(pipe_);
       LocalTensor<int32_t> packed = PI(pixPlane_);
       const int64_t W = p.levelW[l];
       const uint64_t keyStride = static_cast<uint64_t>(p.heads) * p.channels;
