@@ -13,6 +13,10 @@ real toolkit unverified, so CI fails on it. The check:
   ``vadd``, ``PIPE_MTE1`` ...) are rejected except the ``PIPE_*`` values PipeBarrier takes;
 * ``#ifdef``-style switches on the toolchain inside kernels are rejected (the AscendC header is
   chosen by include path, never by the preprocessor);
+* every kernel entry (``__global__ __aicore__`` in a ``.cpp``) declares its kernel type with
+  ``KERNEL_TASK_TYPE_DEFAULT`` (the compiler cannot infer it when a file holds several entries),
+  ``KERNEL_TYPE_MIX_AIV_1_0`` where the kernel calls ``SyncAll`` (SyncAll.md: a pure-vector
+  kernel needs ``__mix__(0, 1)``);
 * every allow-listed name must be defined by the emulator headers.
 
 Usage: ``python tools/lint_ascend_kernels.py [files or dirs ...]`` (default: csrc/ascend/kernels).
@@ -106,6 +110,31 @@ def lint(files: list[Path], allow: set[str], universe: set[str]) -> list[str]:
     return problems
 
 
+def check_kernel_types(files: list[Path]) -> list[str]:
+    problems = []
+    sync_all = any("SyncAll" in strip_comments_and_strings(f.read_text()) for f in files if f.suffix == ".h")
+    for f in files:
+        if f.suffix != ".cpp":
+            continue
+        text = strip_comments_and_strings(f.read_text())
+        entries = len(re.findall(r"__global__\s+__aicore__", text))
+        types = re.findall(r"KERNEL_TASK_TYPE_DEFAULT\((\w+)\)", text)
+        rel = f.relative_to(ROOT) if f.is_relative_to(ROOT) else f
+        if len(types) < entries:
+            problems.append(f"{rel}: {entries} kernel entries but {len(types)} KERNEL_TASK_TYPE_DEFAULT declarations")
+        uses_sync = "SyncAll" in text or (
+            sync_all
+            and any(
+                h.stem in text
+                for h in files
+                if h.suffix == ".h" and "SyncAll" in strip_comments_and_strings(h.read_text())
+            )
+        )
+        if uses_sync and any(t != "KERNEL_TYPE_MIX_AIV_1_0" for t in types):
+            problems.append(f"{rel}: the kernel calls SyncAll; its entries need KERNEL_TYPE_MIX_AIV_1_0")
+    return problems
+
+
 def check_allowlist_emulated(allow: set[str]) -> list[str]:
     emu_text = "\n".join(p.read_text() for p in sorted(EMU.glob("*.h")))
     idents = set(IDENT.findall(emu_text))
@@ -119,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     allow = load_names(EMU / "ALLOWLIST")
     universe = load_names(EMU / "ascendc_api_names.txt")
     files = kernel_files(args.paths)
-    problems = check_allowlist_emulated(allow) + lint(files, allow, universe)
+    problems = check_allowlist_emulated(allow) + lint(files, allow, universe) + check_kernel_types(files)
     for p in problems:
         print(p)
     if problems:

@@ -86,7 +86,14 @@ def test_rule_fires(rule_driver, rule):
 def test_every_rule_kernel_is_tested(rule_driver):
     usage = run(rule_driver).stderr
     names = set(usage.split("kernels:")[1].split())
-    assert names - set(RULES) == {"ok_flags", "ok_atomic", "ok_sync_all", "uninit_read", "ok_event_ids", "ok_dma_barrier"}
+    assert names - set(RULES) == {
+        "ok_flags",
+        "ok_atomic",
+        "ok_sync_all",
+        "uninit_read",
+        "ok_event_ids",
+        "ok_dma_barrier",
+    }
 
 
 @pytest.mark.parametrize("kernel", ["ok_flags", "ok_atomic", "ok_sync_all", "ok_event_ids", "ok_dma_barrier"])

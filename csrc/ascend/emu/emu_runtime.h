@@ -137,7 +137,7 @@ class BlockCtx {
   // ("TQue<VECIN,1>#0 buffer 1 (FreeTensor ...)") or the kernel ("TPipe::AllocEventID").
   std::map<std::pair<int, int>, std::string> event_holder;
   std::array<uint32_t, kNumPipes> self_done{};  // per pipe: its own ops up to this seq are complete
-  int kernel_type = -1;                          // KernelMetaType from KERNEL_TASK_TYPE_DEFAULT; -1: none
+  int kernel_type = -1;                         // KernelMetaType from KERNEL_TASK_TYPE_DEFAULT; -1: none
   std::vector<QueueState> queues;
   int pipes_alive = 0;
   uint32_t ub_used = 0;

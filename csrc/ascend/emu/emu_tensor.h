@@ -179,8 +179,10 @@ inline void QueuePipes(TPosition pos, int* producer, int* consumer, const char* 
 // queues use no ids here (vector to vector).
 inline void QueueEvents(TPosition pos, int* enq, int* free_evt) {
   *enq = *free_evt = -1;
-  if (pos == TPosition::VECIN) *enq = static_cast<int>(HardEvent::MTE2_V), *free_evt = static_cast<int>(HardEvent::V_MTE2);
-  if (pos == TPosition::VECOUT) *enq = static_cast<int>(HardEvent::V_MTE3), *free_evt = static_cast<int>(HardEvent::MTE3_V);
+  if (pos == TPosition::VECIN)
+    *enq = static_cast<int>(HardEvent::MTE2_V), *free_evt = static_cast<int>(HardEvent::V_MTE2);
+  if (pos == TPosition::VECOUT)
+    *enq = static_cast<int>(HardEvent::V_MTE3), *free_evt = static_cast<int>(HardEvent::MTE3_V);
 }
 inline std::string SlotName(const npu_ops_emu::QueueState& q, int slot) {
   return q.name + " buffer " + std::to_string(slot);
@@ -253,7 +255,8 @@ class TQue {
     if (q.enq_event >= 0) {  // AllocEventID<enQueEvt> + SetFlag, held until DeQue
       std::string who = emu_detail::SlotName(q, tensor.slot_) + " (EnQue, until DeQue)";
       slot.enq_id = c.AllocEvent("TQue::EnQue", q.enq_event, who);
-      c.QueueSetFlag("TQue::EnQue", q.enq_event, slot.enq_id, "TQue::EnQue of " + emu_detail::SlotName(q, tensor.slot_));
+      c.QueueSetFlag("TQue::EnQue", q.enq_event, slot.enq_id,
+                     "TQue::EnQue of " + emu_detail::SlotName(q, tensor.slot_));
     }
     q.fifo.push_back(tensor.slot_);
     q.fifo_clock.push_back(c.Snapshot(q.producer));
@@ -427,8 +430,7 @@ class TPipe {
     const std::string* who = c.Holder(static_cast<int>(evt), id);
     if (who && who->rfind("TQue", 0) == 0)
       c.Fail("TPipe::ReleaseEventID", "HardEvent::" + std::string(npu_ops_emu::HardEventName(static_cast<int>(evt))) +
-                                          " id " + std::to_string(id) + " is held by " + *who +
-                                          ", not by the kernel");
+                                          " id " + std::to_string(id) + " is held by " + *who + ", not by the kernel");
     c.ReleaseEvent(static_cast<int>(evt), id);
   }
   void Destroy() {}

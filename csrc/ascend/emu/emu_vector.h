@@ -201,7 +201,8 @@ void BinaryRepeat(const char* api, const AscendC::LocalTensor<T>& dst, const Asc
   c.stats->vector_ops++;
   c.stats->vector_repeats += repeat;
   uint32_t s = c.Issue(kV, api);
-  const uint32_t dlo = dst.off_, dhi = LaneOff<T>(dst.off_, repeat - 1, last, p.dstBlkStride, p.dstRepStride) + sizeof(T);
+  const uint32_t dlo = dst.off_,
+                 dhi = LaneOff<T>(dst.off_, repeat - 1, last, p.dstBlkStride, p.dstRepStride) + sizeof(T);
   RepeatOverlap<T> ov(api, dlo, std::max(dhi, LaneOff<T>(dst.off_, 0, last, p.dstBlkStride, p.dstRepStride) + 1));
   const uint32_t ahi = LaneOff<T>(a.off_, repeat - 1, last, p.src0BlkStride, p.src0RepStride) + sizeof(T);
   const uint32_t bhi = LaneOff<T>(b.off_, repeat - 1, last, p.src1BlkStride, p.src1RepStride) + sizeof(T);

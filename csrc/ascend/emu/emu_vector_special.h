@@ -348,10 +348,10 @@ void Compares(const LocalTensor<U>& dst, const LocalTensor<T>& src0, const T src
                                             " B = " + npu_ops_emu::Str(uint64_t(count) * sizeof(T)) +
                                             " bytes: the count form compares whole 256-byte repeats only and "
                                             "silently skips the rest");
-  emu_detail::CompareImpl("Compares", dst, src0, count, static_cast<const LocalTensor<T>*>(nullptr), cmpMode,
-                          [&](uint32_t i) {
-    return emu_detail::Cmp(double(npu_ops_emu::LoadUb<T>(src0.off_ + i * sizeof(T))), double(src1Scalar), cmpMode);
-  });
+  emu_detail::CompareImpl(
+      "Compares", dst, src0, count, static_cast<const LocalTensor<T>*>(nullptr), cmpMode, [&](uint32_t i) {
+        return emu_detail::Cmp(double(npu_ops_emu::LoadUb<T>(src0.off_ + i * sizeof(T))), double(src1Scalar), cmpMode);
+      });
 }
 
 namespace emu_detail {

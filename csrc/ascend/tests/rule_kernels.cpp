@@ -627,11 +627,11 @@ KERNEL(ok_event_ids) {
   ids[0] = pipe.FetchEventID(HardEvent::V_MTE2);  // 0: nothing held
   LocalTensor<float> a = q.AllocTensor<float>();
   DataCopy(a, gx, kTile);
-  q.EnQue(a);                                         // buffer 0 holds MTE2_V 0
+  q.EnQue(a);                                       // buffer 0 holds MTE2_V 0
   ids[1] = pipe.FetchEventID<HardEvent::MTE2_V>();  // 1
   a = q.DeQue<float>();
-  q.FreeTensor(a);                                      // buffer 0 holds V_MTE2 0
-  ids[2] = pipe.FetchEventID(HardEvent::V_MTE2);        // 1
+  q.FreeTensor(a);                                        // buffer 0 holds V_MTE2 0
+  ids[2] = pipe.FetchEventID(HardEvent::V_MTE2);          // 1
   TEventID own = pipe.AllocEventID<HardEvent::V_MTE2>();  // 1
   ids[3] = own;
   LocalTensor<float> b = q.AllocTensor<float>();  // buffer 1
