@@ -125,7 +125,7 @@ def check_kernel_types(files: list[Path]) -> list[str]:
         uses_sync = "SyncAll" in text or (
             sync_all
             and any(
-                h.stem in text
+                h.name in f.read_text()
                 for h in files
                 if h.suffix == ".h" and "SyncAll" in strip_comments_and_strings(h.read_text())
             )
