@@ -34,6 +34,14 @@ bool fail(std::string* reason, const std::string& msg) {
   return false;
 }
 
+// The kernel's largest count-form Gathers move tileN plane elements (fp32) and chunkElems corner
+// elements: the count form keeps count / 64 in an 8-bit repeat (asc-devkit
+// impl/basic_api/kernel_operator_vec_gather_intf_impl.h), so at most 255 * 64 elements.
+constexpr uint64_t kMaxGatherElems = 255 * 64;
+bool gather_ok(const MsdaForwardTiling& t) {
+  return t.tileN <= kMaxGatherElems && t.chunkElems <= kMaxGatherElems;
+}
+
 // Fields derived from (tileQ, pointGroup) of a codesign tiling.
 void set_tile(MsdaForwardTiling* t, uint32_t tileQ, uint32_t pg) {
   const uint64_t lp = uint64_t(t->levels) * t->points;
@@ -230,12 +238,12 @@ bool compute_msda_forward_tiling(const MsdaForwardShape& s, MsdaDesign design, C
     bool tile_ok = false;
     for (uint32_t pg = c.points; pg >= 1 && !tile_ok; pg = pg > 1 ? std::min(pg - 1, (pg + 1) / 2) : 0) {
       set_tile(&c, 1, pg);
-      if (msda_forward_ub_bytes(c) > budget) continue;
+      if (msda_forward_ub_bytes(c) > budget || !gather_ok(c)) continue;
       uint32_t lo = 1, hi = q_hi;
       while (lo < hi) {
         const uint32_t m = (lo + hi + 1) / 2;
         set_tile(&c, m, pg);
-        if (msda_forward_ub_bytes(c) <= budget)
+        if (msda_forward_ub_bytes(c) <= budget && gather_ok(c))
           lo = m;
         else
           hi = m - 1;
@@ -258,8 +266,11 @@ bool compute_msda_forward_tiling(const MsdaForwardShape& s, MsdaDesign design, C
     set_tile(&t, 1, 1);
     os << op << ": the smallest co-designed tile (1 query, 1 point per chunk) needs " << msda_forward_ub_bytes(t)
        << " bytes of UB for levels*points = " << lp << ", channels = " << s.channels << " ("
-       << (sz == 4 ? "fp32" : "16-bit") << "); the budget is " << ub_bytes
-       << ". Use design='naive' or fewer levels*points / channels";
+       << (sz == 4 ? "fp32" : "16-bit") << "); the budget is " << ub_bytes;
+    if (!gather_ok(t))
+      os << "; and its gathers move tileN = " << t.tileN << " / chunkElems = " << t.chunkElems
+         << " elements, above the " << kMaxGatherElems << " a count-form Gather takes (8-bit repeat count)";
+    os << ". Use design='naive' or fewer levels*points / channels";
     return fail(reason, os.str());
   }
   t = best;
