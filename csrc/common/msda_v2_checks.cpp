@@ -74,8 +74,8 @@ MsdaV2Problem msda_v2_check(const at::Tensor& value, const at::Tensor& spatial_s
   TORCH_CHECK(level_start_index.size(0) == p.num_levels, "npu_ops.msda_v2: level_start_index must have shape ",
               "[num_levels] = [", p.num_levels, "], got ", shape_str(level_start_index.sizes()));
   TORCH_CHECK(static_cast<int64_t>(num_points_list.size()) == p.num_levels,
-              "npu_ops.msda_v2: num_points_list must have one entry per level (num_levels = ", p.num_levels,
-              "), got ", num_points_list.size(), " entries ", shape_str(num_points_list));
+              "npu_ops.msda_v2: num_points_list must have one entry per level (num_levels = ", p.num_levels, "), got ",
+              num_points_list.size(), " entries ", shape_str(num_points_list));
   p.total_points = 0;
   for (size_t l = 0; l < num_points_list.size(); ++l) {
     TORCH_CHECK(num_points_list[l] >= 1, "npu_ops.msda_v2: num_points_list[", l, "] must be >= 1, got ",
@@ -86,9 +86,10 @@ MsdaV2Problem msda_v2_check(const at::Tensor& value, const at::Tensor& spatial_s
   TORCH_CHECK(sampling_locations.sizes().equals(loc_want), "npu_ops.msda_v2: sampling_locations must have shape ",
               "[bs, num_queries, num_heads, sum(num_points_list), 2] = ", shape_str(loc_want), ", got ",
               shape_str(sampling_locations.sizes()));
-  TORCH_CHECK(attention_weights.sizes().equals(at::IntArrayRef(loc_want, 4)),
-              "npu_ops.msda_v2: attention_weights must have shape [bs, num_queries, num_heads, sum(num_points_list)] = ",
-              shape_str(at::IntArrayRef(loc_want, 4)), ", got ", shape_str(attention_weights.sizes()));
+  TORCH_CHECK(
+      attention_weights.sizes().equals(at::IntArrayRef(loc_want, 4)),
+      "npu_ops.msda_v2: attention_weights must have shape [bs, num_queries, num_heads, sum(num_points_list)] = ",
+      shape_str(at::IntArrayRef(loc_want, 4)), ", got ", shape_str(attention_weights.sizes()));
 
   const at::Tensor shapes = spatial_shapes.to(at::kCPU, at::kLong).contiguous();
   const at::Tensor starts = level_start_index.to(at::kCPU, at::kLong).contiguous();

@@ -212,8 +212,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> msda_v2_backward_cpu(
     grad_loc.zero_();
     grad_attn.zero_();
   }
-  at::Tensor grad_value = grad_value_acc.scalar_type() == value.scalar_type() ? grad_value_acc
-                                                                              : grad_value_acc.to(value.scalar_type());
+  at::Tensor grad_value =
+      grad_value_acc.scalar_type() == value.scalar_type() ? grad_value_acc : grad_value_acc.to(value.scalar_type());
   return {grad_value, grad_loc, grad_attn};
 }
 

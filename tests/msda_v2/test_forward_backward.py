@@ -39,7 +39,7 @@ def test_fp64_matches_exact(case, method):
     ref, ref_grads = fwd_bwd(_exact(inp, method), inp, go, torch.float64)
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
     for name, g, r in zip(("value", "loc", "attn"), grads, ref_grads):
-        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-10, msg=lambda m: f"grad_{name}: {m}")
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-10, msg=lambda m, name=name: f"grad_{name}: {m}")
     if method == "discrete":
         assert torch.count_nonzero(grads[1]) == 0
 
@@ -156,7 +156,9 @@ def test_noncontiguous_inputs():
     assert not v.is_contiguous() and not loc.is_contiguous()
     for method in METHODS:
         out = npu_ops.msda_v2(v, inp.levels, loc, inp.attn, inp.npl, method)
-        torch.testing.assert_close(out, exact_msda_v2(*inp.tensors()[:1], inp.levels, inp.loc, inp.attn, inp.npl, method))
+        torch.testing.assert_close(
+            out, exact_msda_v2(*inp.tensors()[:1], inp.levels, inp.loc, inp.attn, inp.npl, method)
+        )
 
 
 def test_mixed_dtype_inputs_cast_to_value():
