@@ -46,3 +46,17 @@ TORCH_LIBRARY_FRAGMENT(npu_ops, m) {
       "_amplified_softmax_backward(Tensor grad_output, Tensor? output, Tensor? scores, Tensor alpha, float scale, "
       "bool renormalize, bool[2] output_mask) -> (Tensor, Tensor)");
 }
+
+// Multi-scale deformable attention v2 (RT-DETRv2 / D-FINE / DEIM): per-level
+// point counts (num_points_list) and method "default" (bilinear) or "discrete".
+TORCH_LIBRARY_FRAGMENT(npu_ops, m) {
+  m.set_python_module("npu_ops.msda_v2.ops");
+  m.def(
+      "msda_v2(Tensor value, Tensor spatial_shapes, Tensor level_start_index, Tensor sampling_locations, "
+      "Tensor attention_weights, int[] num_points_list, str method) -> Tensor");
+  // Returns (grad_value, grad_sampling_locations, grad_attention_weights).
+  m.def(
+      "_msda_v2_backward(Tensor grad_output, Tensor value, Tensor spatial_shapes, Tensor level_start_index, "
+      "Tensor sampling_locations, Tensor attention_weights, int[] num_points_list, str method) "
+      "-> (Tensor, Tensor, Tensor)");
+}

@@ -7,6 +7,8 @@ itself, so eager, ``torch.compile`` and ``opcheck`` all see the same gradients.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -16,12 +18,39 @@ _LOC = "[bs, num_queries, num_heads, num_levels, num_points, 2]"
 _ATTN = "[bs, num_queries, num_heads, num_levels, num_points]"
 
 
+def _is_int(x) -> bool:
+    return isinstance(x, (int, torch.SymInt)) and not isinstance(x, bool)
+
+
+def _shapes_tensor(spatial_shapes) -> Tensor:
+    """A list/tuple of ``(h, w)`` pairs as the int64 ``[num_levels, 2]`` tensor the op takes."""
+    bad = []
+    for i, hw in enumerate(spatial_shapes):
+        if isinstance(hw, Tensor) or not isinstance(hw, Sequence) or len(hw) != 2:
+            bad.append(f"entry {i} is {hw!r} (expected a pair of ints (h, w))")
+        elif not all(_is_int(x) for x in hw):
+            bad.append(f"entry {i} is {tuple(hw)!r} (expected ints, got {', '.join(type(x).__name__ for x in hw)})")
+        elif not all(x >= 1 for x in hw):
+            bad.append(f"entry {i} is {tuple(hw)!r} (expected h >= 1 and w >= 1)")
+    if not spatial_shapes:
+        bad.append("the list is empty (expected at least one level)")
+    if bad:
+        raise ValueError("npu_ops.msda: spatial_shapes as a list must hold (h, w) int pairs: " + "; ".join(bad))
+    return torch.tensor([[int(h), int(w)] for h, w in spatial_shapes], dtype=torch.int64)
+
+
+def _level_starts(spatial_shapes: Tensor) -> Tensor:
+    """``[0, h0*w0, h0*w0 + h1*w1, ...]`` from the shapes (the mmcv ``level_start_index``)."""
+    sizes = spatial_shapes[:, 0] * spatial_shapes[:, 1]
+    return torch.cat([sizes.new_zeros(1), sizes.cumsum(0)[:-1]])
+
+
 def msda(
     value: Tensor,
-    spatial_shapes: Tensor,
-    level_start_index: Tensor,
-    sampling_locations: Tensor,
-    attention_weights: Tensor,
+    spatial_shapes: Tensor | Sequence[tuple[int, int]],
+    level_start_index: Tensor | None = None,
+    sampling_locations: Tensor | None = None,
+    attention_weights: Tensor | None = None,
     im2col_step: int = 64,
 ) -> Tensor:
     """Multi-scale deformable attention (Deformable DETR), mmcv semantics.
@@ -33,9 +62,12 @@ def msda(
     Args:
         value (Tensor[bs, num_keys, num_heads, C]): flattened multi-level features,
             ``num_keys = sum(h_l * w_l)``. float32, float64, float16 or bfloat16.
-        spatial_shapes (Tensor[num_levels, 2]): ``(h_l, w_l)`` per level, int32 or int64.
-        level_start_index (Tensor[num_levels]): first key of each level,
-            ``[0, h_0*w_0, h_0*w_0 + h_1*w_1, ...]``, int32 or int64.
+        spatial_shapes (Tensor[num_levels, 2] | list[tuple[int, int]]): ``(h_l, w_l)`` per level,
+            an int32/int64 tensor or a list/tuple of int pairs (the form Mask2Former and OneFormer pass).
+        level_start_index (Tensor[num_levels] | None): first key of each level,
+            ``[0, h_0*w_0, h_0*w_0 + h_1*w_1, ...]``, int32 or int64; ``None`` derives it from
+            ``spatial_shapes``. The function-form order of ``multi_scale_deformable_attn_pytorch``,
+            ``msda(value, spatial_shapes, sampling_locations, attention_weights)``, is accepted too.
         sampling_locations (Tensor[bs, num_queries, num_heads, num_levels, num_points, 2]):
             normalised ``(x, y)``; ``(0, 0)`` is the top-left corner of the map, ``(1, 1)`` the
             bottom-right one. Any value is legal: points outside the map (and NaN/Inf) contribute
@@ -63,6 +95,23 @@ def msda(
         >>> npu_ops.msda(value, shapes, starts, loc, attn).shape
         torch.Size([2, 100, 256])
     """
+    if attention_weights is None and isinstance(level_start_index, Tensor) and level_start_index.is_floating_point():
+        # Function-form call msda(value, shapes, sampling_locations, attention_weights): shift by one.
+        level_start_index, sampling_locations, attention_weights = None, level_start_index, sampling_locations
+    if not isinstance(spatial_shapes, Tensor):
+        if not isinstance(spatial_shapes, Sequence) or isinstance(spatial_shapes, str):
+            raise TypeError(
+                "npu_ops.msda: spatial_shapes must be a torch.Tensor [num_levels, 2] or a list/tuple of (h, w), "
+                f"got {type(spatial_shapes).__name__}"
+            )
+        spatial_shapes = _shapes_tensor(spatial_shapes)
+    if level_start_index is None:
+        if spatial_shapes.dim() != 2 or spatial_shapes.shape[-1] != 2:
+            raise ValueError(
+                "npu_ops.msda: spatial_shapes must be 2-D [num_levels, 2] to derive level_start_index, "
+                f"got {tuple(spatial_shapes.shape)}"
+            )
+        level_start_index = _level_starts(spatial_shapes)
     args = {
         "value": value,
         "spatial_shapes": spatial_shapes,
