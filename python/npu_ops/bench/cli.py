@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     res = run(opts)
     path = harness.write_csv(msda_report.csv_rows(res), ns.csv, append=ns.append)
-    print(msda_report.header())
+    print(msda_report.header(res.bandwidth))
     print()
     print(msda_report.summary_table(res, opts.modes))
     print()
