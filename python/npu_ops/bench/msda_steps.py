@@ -28,7 +28,17 @@ from npu_ops.msda import multi_scale_deformable_attn_pytorch
 
 from .msda_cases import Case, MsdaInputs
 
-__all__ = ["traffic_bytes", "PROVIDERS", "MODES", "DTYPES", "call", "forward_step", "training_step", "leaves", "make_grad_out"]
+__all__ = [
+    "traffic_bytes",
+    "PROVIDERS",
+    "MODES",
+    "DTYPES",
+    "call",
+    "forward_step",
+    "training_step",
+    "leaves",
+    "make_grad_out",
+]
 
 PROVIDERS = ("npu_ops", "grid_sample")
 MODES = ("forward", "backward", "full")
