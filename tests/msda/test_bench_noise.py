@@ -6,7 +6,6 @@ import itertools
 import time
 
 import torch
-
 from npu_ops.bench import harness, msda_report
 from npu_ops.bench.msda import Measurement, Results
 from npu_ops.bench.msda_cases import resolve_case
