@@ -347,6 +347,13 @@ class Progress:
 def _git_sha() -> str:
     here = Path(__file__).resolve().parent
     try:
+        # Only our own checkout counts: an install under some other git repository (a venv inside a project)
+        # must not report that repository's sha, so the toplevel must hold this package's sources.
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=here, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        if not top or (Path(top) / "python" / "npu_ops" / "bench").resolve() != here:
+            raise OSError
         sha = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10
         ).stdout.strip()
