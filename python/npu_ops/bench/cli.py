@@ -97,7 +97,7 @@ _DEFAULT_RUN_NOTE = (
     "2 cores and up to {gb} GB resident (the grid_sample baseline's intermediates on the big cases). "
     "--quick: under a minute, 0.4 GB; --cases / --no-baseline / --no-memory shorten it."
 )
-_DEFAULT_MINUTES, _DEFAULT_PEAK_GB = "12", "7"
+_DEFAULT_MINUTES, _DEFAULT_PEAK_GB = "8 (quiet) to 17 (busy)", "7.2"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
