@@ -91,13 +91,24 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Options, argparse.Nam
     return opts, ns
 
 
+# Measured on the 2-core dev VM (shared, noisy) for the up-front note of a default run; see the README.
+_DEFAULT_RUN_NOTE = (
+    "default run: 6 cases x forward/backward/full, npu_ops and grid_sample interleaved; about {minutes} min on "
+    "2 cores and up to {gb} GB resident (the grid_sample baseline's intermediates on the big cases). "
+    "--quick: under a minute, 0.4 GB; --cases / --no-baseline / --no-memory shorten it."
+)
+_DEFAULT_MINUTES, _DEFAULT_PEAK_GB = "8 (quiet) to 17 (busy)", "7.2"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the benchmark; returns the exit status (1 if a correctness check failed)."""
     opts, ns = parse_args(argv)
+    if not ns.quick and ns.cases == "all" and not ns.no_baseline:
+        print(_DEFAULT_RUN_NOTE.format(minutes=_DEFAULT_MINUTES, gb=_DEFAULT_PEAK_GB), file=sys.stderr, flush=True)
     start = time.perf_counter()
     res = run(opts)
     path = harness.write_csv(msda_report.csv_rows(res), ns.csv, append=ns.append)
-    print(msda_report.header())
+    print(msda_report.header(res.bandwidth))
     print()
     print(msda_report.summary_table(res, opts.modes))
     print()

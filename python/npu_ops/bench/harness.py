@@ -40,6 +40,9 @@ import torch
 __all__ = [
     "Timing",
     "time_fn",
+    "time_interleaved",
+    "round_spread",
+    "stream_bandwidth",
     "quantile",
     "PeakRSS",
     "measure_in_subprocess",
@@ -77,6 +80,10 @@ class Timing:
 
     def ms(self, q: float) -> float:
         return 1e3 * quantile(self.samples, q)
+
+    @property
+    def min_ms(self) -> float:
+        return 1e3 * min(self.samples)
 
     @property
     def p20_ms(self) -> float:
@@ -133,6 +140,80 @@ def time_fn(
             est = min(est, dt)
             n = min(repeats, max(min_repeats, int(budget_s / max(est, 1e-9))))
     return {key: Timing(vals, done) for key, vals in samples.items()}
+
+
+def time_interleaved(
+    fns: dict[str, Callable[[], Any]],
+    warmup: int,
+    repeats: int,
+    budget_s: float,
+    min_repeats: int = 3,
+) -> dict[str, dict[str, Timing]]:
+    """Times several paths round by round: each round calls every ``fns[name]()`` once, in order.
+
+    Interleaving means a burst of load from the machine's neighbours hits every path in that round
+    instead of one path's whole series, so per-round ratios (:func:`round_spread`) stay meaningful on
+    a noisy machine. Phases, warm-up and the ``budget_s`` cut are those of :func:`time_fn`, applied
+    to whole rounds: every path gets the same number of recorded calls. Returns
+    ``{name: {phase: Timing}}``.
+    """
+    spent, done = 0.0, 0
+    while done < warmup and (done == 0 or budget_s <= 0 or spent < budget_s / 4):
+        t0 = time.perf_counter()
+        for fn in fns.values():
+            fn()
+        spent += time.perf_counter() - t0
+        done += 1
+    n = repeats
+    samples: dict[str, dict[str, list[float]]] = {name: {} for name in fns}
+    for i in itertools.count():
+        if i >= n:
+            break
+        r0 = time.perf_counter()
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            out = fn()
+            dt = time.perf_counter() - t0
+            phases = out if isinstance(out, dict) else {"wall": dt}
+            del out
+            for key, val in phases.items():
+                samples[name].setdefault(key, []).append(float(val))
+        if i == 0 and budget_s > 0:
+            rt = time.perf_counter() - r0
+            n = min(repeats, max(min_repeats, int(budget_s / max(rt, 1e-9))))
+    return {name: {k: Timing(v, done) for k, v in ph.items()} for name, ph in samples.items()}
+
+
+def round_spread(a: Timing, b: Timing | None = None) -> float:
+    """How much the rounds disagree: max/min over rounds of ``b[i] / a[i]`` (of ``a[i]`` alone without ``b``).
+
+    1.0 means every round gave the same ratio; 1.5 means the rounds' ratios span a factor of 1.5.
+    """
+    if b is None:
+        xs = a.samples
+    else:
+        xs = [y / x for x, y in zip(a.samples, b.samples) if x > 0]
+    return max(xs) / min(xs) if xs and min(xs) > 0 else float("nan")
+
+
+@functools.cache
+def stream_bandwidth(mbytes: int = 128, calls: int = 6) -> float:
+    """Streaming bandwidth of this machine (bytes/s) with the run's thread count: best of ``calls``
+    ``dst.copy_(src)`` on ``mbytes`` MB fp32 buffers, counting ``mbytes`` read plus ``mbytes`` written.
+
+    Best, not median: the floor is what the machine can do, the noise is the neighbours. Buffers well
+    above the last-level cache so the copy streams from DRAM.
+    """
+    n = mbytes * 1_000_000 // 4
+    src = torch.ones(n)
+    dst = torch.empty(n)
+    dst.copy_(src)  # first touch
+    best = float("inf")
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n * 4 / best
 
 
 # --------------------------------------------------------------------------- memory
@@ -266,6 +347,13 @@ class Progress:
 def _git_sha() -> str:
     here = Path(__file__).resolve().parent
     try:
+        # Only our own checkout counts: an install under some other git repository (a venv inside a project)
+        # must not report that repository's sha, so the toplevel must hold this package's sources.
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=here, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        if not top or (Path(top) / "python" / "npu_ops" / "bench").resolve() != here:
+            raise OSError
         sha = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10
         ).stdout.strip()

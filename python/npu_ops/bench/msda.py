@@ -116,6 +116,8 @@ class Results:
     cases: dict[str, Case] = field(default_factory=dict)
     #: per (case, dtype): how the inputs were made (``sigma_px``, ``out_of_map``)
     inputs: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    #: streaming bandwidth (bytes/s) measured at the start of the run (:func:`harness.stream_bandwidth`)
+    bandwidth: float = float("nan")
 
     @property
     def ok(self) -> bool:
@@ -124,7 +126,7 @@ class Results:
 
 def _steps_per_case_dtype(opts: Options) -> int:
     train = any(m in opts.modes for m in ("backward", "full"))
-    return 2 + len(opts.providers) * (("forward" in opts.modes) + train + opts.memory)
+    return 2 + ("forward" in opts.modes) + train + len(opts.providers) * opts.memory
 
 
 def _time_case(case: Case, dt: str, opts: Options, res: Results, check: Check, bar: harness.Progress) -> None:
@@ -136,9 +138,11 @@ def _time_case(case: Case, dt: str, opts: Options, res: Results, check: Check, b
     bar.step()
     train_modes = [m for m in opts.modes if m != "forward"]
     first_out: dict[str, Tensor] = {}
-    for provider in opts.providers:
-        if "forward" in opts.modes:
-            bar.show(f"{case.name} {dt} {provider} forward")
+    names = " / ".join(opts.providers)
+    if "forward" in opts.modes:
+        bar.show(f"{case.name} {dt} forward: {names} interleaved")
+        steps: dict[str, Callable[[], Tensor]] = {}
+        for provider in opts.providers:
             fwd = forward_step(provider, inp)
 
             def step(fwd: Callable[[], Tensor] = fwd, provider: str = provider) -> Tensor:
@@ -146,17 +150,21 @@ def _time_case(case: Case, dt: str, opts: Options, res: Results, check: Check, b
                 first_out.setdefault(provider, out)  # kept for the real-input check
                 return out
 
-            t = harness.time_fn(step, opts.warmup, opts.repeats, opts.max_time, opts.min_repeats)
-            res.measurements[(case.name, dt, provider, "forward")] = Measurement(t["wall"])
-            bar.step()
-        if train_modes:
-            bar.show(f"{case.name} {dt} {provider} {'+'.join(train_modes)}")
-            train = training_step(provider, inp, make_grad_out(case, dtype, opts.seed))
-            t = harness.time_fn(train, opts.warmup, opts.repeats, opts.max_time, opts.min_repeats)
+            steps[provider] = step
+        t = harness.time_interleaved(steps, opts.warmup, opts.repeats, opts.max_time, opts.min_repeats)
+        for provider in opts.providers:
+            res.measurements[(case.name, dt, provider, "forward")] = Measurement(t[provider]["wall"])
+        bar.step()
+    if train_modes:
+        bar.show(f"{case.name} {dt} {'+'.join(train_modes)}: {names} interleaved")
+        grad_out = make_grad_out(case, dtype, opts.seed)
+        trains = {provider: training_step(provider, inp, grad_out) for provider in opts.providers}
+        t = harness.time_interleaved(trains, opts.warmup, opts.repeats, opts.max_time, opts.min_repeats)
+        for provider in opts.providers:
             for mode in train_modes:
-                res.measurements[(case.name, dt, provider, mode)] = Measurement(t[mode])
-            del train
-            bar.step()
+                res.measurements[(case.name, dt, provider, mode)] = Measurement(t[provider][mode])
+        del trains
+        bar.step()
     check_real(check, inp, first_out.get("npu_ops"))
     if "grid_sample" in first_out:
         note_baseline(check, first_out["grid_sample"])
@@ -192,6 +200,8 @@ def run(opts: Options) -> Results:
     per = _steps_per_case_dtype(opts)
     bar = harness.Progress(len(opts.cases) * len(opts.dtypes) * per, enabled=opts.progress)
     res = Results()
+    bar.show("streaming bandwidth (copy)")
+    res.bandwidth = harness.stream_bandwidth(32 if opts.scale else 256)
     for name in opts.cases:
         case = resolve_case(name, opts.bs, opts.scale)
         res.cases[case.name] = case

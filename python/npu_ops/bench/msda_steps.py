@@ -28,7 +28,17 @@ from npu_ops.msda import multi_scale_deformable_attn_pytorch
 
 from .msda_cases import Case, MsdaInputs
 
-__all__ = ["PROVIDERS", "MODES", "DTYPES", "call", "forward_step", "training_step", "leaves", "make_grad_out"]
+__all__ = [
+    "traffic_bytes",
+    "PROVIDERS",
+    "MODES",
+    "DTYPES",
+    "call",
+    "forward_step",
+    "training_step",
+    "leaves",
+    "make_grad_out",
+]
 
 PROVIDERS = ("npu_ops", "grid_sample")
 MODES = ("forward", "backward", "full")
@@ -84,3 +94,20 @@ def training_step(provider: str, inp: MsdaInputs, grad_out: Tensor) -> Callable[
         return {"backward": t2 - t1, "full": t2 - t0}
 
     return step
+
+
+def traffic_bytes(case: Case, dtype: torch.dtype, mode: str) -> int:
+    """Bytes a step must move at least: every input read once, every output written once.
+
+    ``forward``: value, locations, weights read, output written. ``backward``: value, locations,
+    weights and ``grad_out`` read, the three gradients written. ``full``: both. Index tensors are
+    negligible and not counted.
+    """
+    size = torch.empty((), dtype=dtype).element_size()
+    n_val = case.bs * case.num_keys * case.heads * case.channels
+    n_pts = case.bs * case.nq * case.heads * len(case.levels) * case.points
+    n_out = case.bs * case.nq * case.heads * case.channels
+    ins = n_val + 3 * n_pts  # value, loc (x, y), attn
+    fwd = ins + n_out
+    bwd = 2 * ins + n_out
+    return size * {"forward": fwd, "backward": bwd, "full": fwd + bwd}[mode]

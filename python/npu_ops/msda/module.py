@@ -140,9 +140,14 @@ class MultiScaleDeformableAttention(nn.Module):
         )
         weights = self.attention_weights(query).view(bs, num_queries, self.num_heads, -1).softmax(-1)
         weights = weights.view(bs, num_queries, self.num_heads, self.num_levels, self.num_points)
+        # Points: addcdiv computes the location in one pass over the offsets, bit-identical to ref + offsets / wh,
+        # with no temporary the size of the offsets. Boxes keep mmcv's expression (addcmul would fuse a
+        # multiply-add and round differently).
         if reference_points.shape[-1] == 2:
             normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1).to(offsets.dtype)
-            locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
+            locations = torch.addcdiv(
+                reference_points[:, :, None, :, None, :], offsets, normalizer[None, None, None, :, None, :]
+            )
         elif reference_points.shape[-1] == 4:
             locations = (
                 reference_points[:, :, None, :, None, :2]
@@ -152,11 +157,17 @@ class MultiScaleDeformableAttention(nn.Module):
             raise ValueError(
                 f"reference_points must end in 2 (points) or 4 (boxes), got shape {tuple(reference_points.shape)}"
             )
-        output = msda(value, spatial_shapes, level_start_index, locations, weights, self.im2col_step)
+        output = self._sample(value, spatial_shapes, level_start_index, locations, weights)
         output = self.output_proj(output)
         if not self.batch_first:
             output = output.permute(1, 0, 2)
         return self.dropout(output) + identity
+
+    def _sample(
+        self, value: Tensor, spatial_shapes: Tensor, level_start_index: Tensor, locations: Tensor, weights: Tensor
+    ) -> Tensor:
+        """The sampling step, ``Tensor[bs, Nq, H*C]``: :func:`npu_ops.msda` (a subclass may swap in another)."""
+        return msda(value, spatial_shapes, level_start_index, locations, weights, self.im2col_step)
 
     def extra_repr(self) -> str:
         return (
