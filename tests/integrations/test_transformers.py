@@ -84,7 +84,9 @@ def test_enable_without_model_patches_classes_and_disable_restores():
         def spy(mod, args, kwargs, out):
             called.append(type(mod))
 
-        hooks = [m.register_forward_hook(spy, with_kwargs=True) for m in model.modules() if npu_hf.is_transformers_layer(m)]
+        hooks = [
+            m.register_forward_hook(spy, with_kwargs=True) for m in model.modules() if npu_hf.is_transformers_layer(m)
+        ]
         with torch.autograd.profiler.profile() as prof:
             model(**inputs)
         for h in hooks:

@@ -219,7 +219,9 @@ def _pp_doclayout(version: str):
             extra.update(class_thresholds=[0.5] * 3, class_order=[0, 1, 2])
         if version == "V3":  # the mask branch takes the stride-4 map as well
             extra.update(mask_feature_channels=[16, 16], x4_feat_dim=16)
-        backbone = _resnet(("stage1", "stage2", "stage3", "stage4") if version == "V3" else ("stage2", "stage3", "stage4"))
+        backbone = _resnet(
+            ("stage1", "stage2", "stage3", "stage4") if version == "V3" else ("stage2", "stage3", "stage4")
+        )
         cfg = config_cls(
             backbone_config=backbone,
             encoder_in_channels=[32, 64, 64],

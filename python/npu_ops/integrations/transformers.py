@@ -105,7 +105,9 @@ class MultiScaleDeformableAttention(nn.Module):
             ``Tensor[bs, num_queries, num_heads * C]``.
         """
         if runs_on_npu_ops(value):
-            return msda(value, value_spatial_shapes, level_start_index, sampling_locations, attention_weights, im2col_step)
+            return msda(
+                value, value_spatial_shapes, level_start_index, sampling_locations, attention_weights, im2col_step
+            )
         shapes = value_spatial_shapes.new_tensor(value_spatial_shapes_list)
         return multi_scale_deformable_attn_pytorch(value, shapes, sampling_locations, attention_weights)
 
