@@ -55,7 +55,9 @@ def test_outputs_and_gradients_match_fallback(name):
     assert grad.keys() == grad_ref.keys()
     scale = max(g.abs().max().item() for g in grad_ref.values())
     for key in grad_ref:
-        torch.testing.assert_close(grad[key], grad_ref[key], rtol=1e-4, atol=1e-5 * scale, msg=lambda m: f"{key}: {m}")
+        torch.testing.assert_close(
+            grad[key], grad_ref[key], rtol=1e-4, atol=1e-5 * scale, msg=lambda m, k=key: f"{k}: {m}"
+        )
 
 
 def test_layer_signature_is_transformers():
