@@ -30,8 +30,8 @@ CHORUS_DEPS = [
     "matplotlib",
     "tqdm",
 ]
-# npu_ops.integrations (transformers models, ONNX export + onnxruntime), pinned to the tested versions; tests too. mmcv has no
-# CPU wheel on PyPI; the mmcv tests need mmengine, which .ci/run installs without its opencv dependency.
+# npu_ops.integrations (transformers models, ONNX export + onnxruntime), pinned to the tested versions; the tests
+# need them too. mmcv has no CPU wheel on PyPI; the mmcv tests need mmengine, which .ci/run installs --no-deps.
 INTEGRATION_DEPS = ["transformers==5.24.0", "onnx==1.23.2", "onnxscript==0.7.2", "onnxruntime==1.32.0"]
 VERSION = "0.1.0"
 
