@@ -67,13 +67,13 @@ def _times(model, inputs, knobs) -> tuple[float, float]:
     return fwd, train
 
 
-def run(models, batch: int, size: int, knobs) -> list[dict]:
+def run(models, batch: int, size: int, knobs, width: dict | None = None) -> list[dict]:
     import npu_ops.integrations.transformers as npu_hf
     from npu_ops.integrations.tiny_models import build
 
     rows = []
     for name in models:
-        fallback, inputs = build(name, batch=batch, size=size)
+        fallback, inputs = build(name, batch=batch, size=size, **(width or {}))
         gen = torch.Generator().manual_seed(3)
         with torch.no_grad():  # off Deformable-DETR's init lattice, where bilinear sampling has kinks
             for p in fallback.parameters():
@@ -120,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default=",".join(BUILDERS), help="comma-separated (default: all %(default)s)")
     p.add_argument("--batch", type=int, default=2, help="images per batch (default %(default)s)")
     p.add_argument("--size", type=int, default=320, help="image side in pixels (default %(default)s)")
-    p.add_argument("--quick", action="store_true", help="smoke run: 64x64, batch 1, few repeats")
+    p.add_argument("--d-model", type=int, default=256, help="transformer width (default %(default)s, as in the papers)")
+    p.add_argument("--heads", type=int, default=8, help="attention heads (default %(default)s)")
+    p.add_argument("--points", type=int, default=4, help="MSDA sampling points per level (default %(default)s)")
+    p.add_argument("--quick", action="store_true", help="smoke run: the test models (d_model 32), 64x64, batch 1")
     p.add_argument("--csv", help="also write the rows to this CSV file")
     add_timing_args(p, DEFAULTS, "calls")
     ns = p.parse_args(argv)
@@ -129,14 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"--models: unknown {unknown}; choose from {sorted(BUILDERS)}")
     if ns.quick:
-        ns.batch, ns.size = 1, 64
+        ns.batch, ns.size, ns.d_model, ns.heads, ns.points = 1, 64, 32, 2, 2
     torch.set_num_threads(ns.threads)
     knobs = timing_knobs(ns, QUICK if ns.quick else DEFAULTS)
     print(
         f"# transformers models, fallback vs npu_ops: batch {ns.batch}, {ns.size}x{ns.size}, fp32, {ns.threads} threads"
     )
     print(_HEADER, flush=True)
-    rows = run(models, ns.batch, ns.size, knobs)
+    rows = run(models, ns.batch, ns.size, knobs, {"d_model": ns.d_model, "heads": ns.heads, "points": ns.points})
     if ns.csv:
         with open(ns.csv, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))

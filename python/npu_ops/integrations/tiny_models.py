@@ -45,43 +45,43 @@ def _pixels(batch: int, size: int, gen: torch.Generator) -> Tensor:
     return torch.randn(batch, 3, size, size, generator=gen)
 
 
-def _deformable_detr(batch, size, gen):
+def _deformable_detr(batch, size, gen, d_model=32, heads=2, points=2):
     from transformers import DeformableDetrConfig, DeformableDetrForObjectDetection
 
     cfg = DeformableDetrConfig(
         backbone_config=_resnet(),
-        d_model=32,
+        d_model=d_model,
         encoder_layers=1,
         decoder_layers=2,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
+        encoder_ffn_dim=2 * d_model,
+        decoder_ffn_dim=2 * d_model,
+        encoder_attention_heads=heads,
+        decoder_attention_heads=heads,
         num_queries=10,
         num_feature_levels=3,
-        encoder_n_points=2,
-        decoder_n_points=2,
+        encoder_n_points=points,
+        decoder_n_points=points,
         num_labels=3,
         dropout=0.0,
     )
     return DeformableDetrForObjectDetection(cfg), {"pixel_values": _pixels(batch, size, gen)}
 
 
-def _rt_detr(batch, size, gen):
+def _rt_detr(batch, size, gen, d_model=32, heads=2, points=2):
     from transformers import RTDetrConfig, RTDetrForObjectDetection
 
     cfg = RTDetrConfig(
         backbone_config=_resnet(),
         encoder_in_channels=[32, 64, 64],
-        encoder_hidden_dim=32,
-        encoder_ffn_dim=64,
-        encoder_attention_heads=2,
-        d_model=32,
-        decoder_in_channels=[32, 32, 32],
-        decoder_ffn_dim=64,
-        decoder_attention_heads=2,
+        encoder_hidden_dim=d_model,
+        encoder_ffn_dim=2 * d_model,
+        encoder_attention_heads=heads,
+        d_model=d_model,
+        decoder_in_channels=[d_model] * 3,
+        decoder_ffn_dim=2 * d_model,
+        decoder_attention_heads=heads,
         decoder_layers=2,
-        decoder_n_points=2,
+        decoder_n_points=points,
         num_queries=10,
         num_denoising=0,
         num_labels=3,
@@ -90,7 +90,7 @@ def _rt_detr(batch, size, gen):
     return RTDetrForObjectDetection(cfg), {"pixel_values": _pixels(batch, size, gen)}
 
 
-def _grounding_dino(batch, size, gen, mm: bool = False):
+def _grounding_dino(batch, size, gen, d_model=32, heads=2, points=2, mm: bool = False):
     import transformers as tf
 
     config_cls = tf.MMGroundingDinoConfig if mm else tf.GroundingDinoConfig
@@ -98,17 +98,17 @@ def _grounding_dino(batch, size, gen, mm: bool = False):
     cfg = config_cls(
         backbone_config=_resnet(),
         text_config=_bert(),
-        d_model=32,
+        d_model=d_model,
         encoder_layers=1,
         decoder_layers=2,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
+        encoder_ffn_dim=2 * d_model,
+        decoder_ffn_dim=2 * d_model,
+        encoder_attention_heads=heads,
+        decoder_attention_heads=heads,
         num_queries=10,
         num_feature_levels=3,
-        encoder_n_points=2,
-        decoder_n_points=2,
+        encoder_n_points=points,
+        decoder_n_points=points,
         max_text_len=16,
         fusion_droppath=0.0,
         dropout=0.0,
@@ -118,8 +118,8 @@ def _grounding_dino(batch, size, gen, mm: bool = False):
     return model_cls(cfg), inputs
 
 
-def _mm_grounding_dino(batch, size, gen):
-    return _grounding_dino(batch, size, gen, mm=True)
+def _mm_grounding_dino(batch, size, gen, d_model=32, heads=2, points=2):
+    return _grounding_dino(batch, size, gen, d_model, heads, points, mm=True)
 
 
 BUILDERS: dict[str, Callable] = {
@@ -130,13 +130,19 @@ BUILDERS: dict[str, Callable] = {
 }
 
 
-def build(name: str, batch: int = 1, size: int = 64, seed: int = 0) -> tuple[nn.Module, dict[str, Tensor]]:
-    """A model of type ``name`` (a key of :data:`BUILDERS`) in train mode, and inputs for it."""
+def build(
+    name: str, batch: int = 1, size: int = 64, seed: int = 0, d_model: int = 32, heads: int = 2, points: int = 2
+) -> tuple[nn.Module, dict[str, Tensor]]:
+    """A model of type ``name`` (a key of :data:`BUILDERS`) in train mode, and inputs for it.
+
+    ``d_model`` / ``heads`` / ``points``: transformer width (FFNs 2x), attention heads and MSDA points per
+    level (the backbones stay tiny); the defaults are the test size.
+    """
     if name not in BUILDERS:
         raise ValueError(f"build: name must be one of {sorted(BUILDERS)}, got {name!r}")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1)
-    model, inputs = BUILDERS[name](batch, size, gen)
+    model, inputs = BUILDERS[name](batch, size, gen, d_model, heads, points)
     return model.train(), inputs
 
 
@@ -150,7 +156,7 @@ def differentiable_outputs(output) -> list[Tensor]:
     return found
 
 
-def _lw_detr(batch, size, gen):
+def _lw_detr(batch, size, gen, d_model=32, heads=2, points=2):
     from transformers import LwDetrConfig, LwDetrForObjectDetection, LwDetrViTConfig
 
     backbone = LwDetrViTConfig(
@@ -166,12 +172,12 @@ def _lw_detr(batch, size, gen):
     cfg = LwDetrConfig(
         backbone_config=backbone,
         projector_scale_factors=[1.0],
-        d_model=32,
+        d_model=d_model,
         decoder_layers=2,
-        decoder_self_attention_heads=2,
-        decoder_cross_attention_heads=2,
-        decoder_n_points=2,
-        decoder_ffn_dim=64,
+        decoder_self_attention_heads=heads,
+        decoder_cross_attention_heads=heads,
+        decoder_n_points=points,
+        decoder_ffn_dim=2 * d_model,
         num_queries=10,
         group_detr=1,
         num_labels=3,
@@ -179,7 +185,7 @@ def _lw_detr(batch, size, gen):
     return LwDetrForObjectDetection(cfg), {"pixel_values": _pixels(batch, size, gen)}
 
 
-def _rf_detr(batch, size, gen):
+def _rf_detr(batch, size, gen, d_model=32, heads=2, points=2):
     from transformers import RfDetrConfig, RfDetrDinov2Config, RfDetrForObjectDetection
 
     backbone = RfDetrDinov2Config(
@@ -194,12 +200,12 @@ def _rf_detr(batch, size, gen):
     )
     cfg = RfDetrConfig(
         backbone_config=backbone,
-        d_model=32,
+        d_model=d_model,
         decoder_layers=2,
-        decoder_self_attention_heads=2,
-        decoder_cross_attention_heads=2,
-        decoder_n_points=2,
-        decoder_ffn_dim=64,
+        decoder_self_attention_heads=heads,
+        decoder_cross_attention_heads=heads,
+        decoder_n_points=points,
+        decoder_ffn_dim=2 * d_model,
         num_queries=10,
         group_detr=1,
         num_labels=3,
@@ -209,7 +215,7 @@ def _rf_detr(batch, size, gen):
 
 
 def _pp_doclayout(version: str):
-    def builder(batch, size, gen):
+    def builder(batch, size, gen, d_model=32, heads=2, points=2):
         import transformers as tf
 
         config_cls = getattr(tf, f"PPDocLayout{version}Config")
@@ -225,15 +231,15 @@ def _pp_doclayout(version: str):
         cfg = config_cls(
             backbone_config=backbone,
             encoder_in_channels=[32, 64, 64],
-            encoder_hidden_dim=32,
-            encoder_ffn_dim=64,
-            encoder_attention_heads=2,
-            d_model=32,
-            decoder_in_channels=[32, 32, 32],
-            decoder_ffn_dim=64,
-            decoder_attention_heads=2,
+            encoder_hidden_dim=d_model,
+            encoder_ffn_dim=2 * d_model,
+            encoder_attention_heads=heads,
+            d_model=d_model,
+            decoder_in_channels=[d_model] * 3,
+            decoder_ffn_dim=2 * d_model,
+            decoder_attention_heads=heads,
             decoder_layers=2,
-            decoder_n_points=2,
+            decoder_n_points=points,
             num_queries=10,
             num_denoising=0,
             num_labels=3,
