@@ -128,3 +128,16 @@ def test_fallback_accepts_list_shapes_and_names_bad_input(mmcv_ops):
     torch.testing.assert_close(got, reference(value, shapes, loc, attn), rtol=1e-5, atol=1e-5)
     with pytest.raises(RuntimeError, match="sampling_locations"):
         npu_mmcv.multi_scale_deformable_attn_pytorch(value, shapes, loc[..., :1], attn)
+
+
+def test_other_devices_keep_mmcv_kernels(mmcv_ops, monkeypatch):
+    mod, downstream = mmcv_ops
+    from npu_ops.integrations import _devices
+
+    value, shapes, starts, loc, attn = _inputs()
+    npu_mmcv.patch()
+    monkeypatch.setattr(_devices, "SUPPORTED_DEVICE_TYPES", frozenset())  # as if these were CUDA tensors
+    assert not _msda_ran(lambda: mod.multi_scale_deformable_attn_pytorch(value, shapes, loc, attn))
+    if downstream is not None:  # mmcv's own Function again: the stand-in has no CPU kernel
+        with pytest.raises(NotImplementedError):
+            mod.MultiScaleDeformableAttnFunction.apply(value, shapes, starts, loc, attn, 64)

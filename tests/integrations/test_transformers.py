@@ -137,3 +137,23 @@ def test_compiled_model_forward_matches_and_breaks_outside_the_layer(dynamo_rese
             assert "npu_ops" not in frames, reason
         got = torch.compile(model, backend="eager")(**inputs).logits
     torch.testing.assert_close(got, expected)
+
+
+def test_layer_off_npu_ops_devices_uses_grid_sample(monkeypatch):
+    from npu_ops.integrations import _devices
+    from npu_ops.msda import multi_scale_deformable_attn_pytorch as reference
+
+    gen = torch.Generator().manual_seed(0)
+    shapes_list = [(5, 6), (3, 2)]
+    value = torch.randn(2, 36, 2, 8, generator=gen)
+    loc = torch.rand(2, 9, 2, 2, 3, 2, generator=gen)
+    attn = torch.rand(2, 9, 2, 2, 3, generator=gen)
+    args = (value, torch.tensor(shapes_list), shapes_list, torch.tensor([0, 30]), loc, attn, 64)
+    layer = npu_hf.MultiScaleDeformableAttention()
+    want = reference(value, torch.tensor(shapes_list), loc, attn)
+    for supported, ran in ((_devices.SUPPORTED_DEVICE_TYPES, True), (frozenset(), False)):
+        monkeypatch.setattr(_devices, "SUPPORTED_DEVICE_TYPES", supported)
+        with torch.autograd.profiler.profile() as prof:
+            got = layer(*args)
+        assert any(e.name == "npu_ops::msda" for e in prof.function_events) is ran
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
