@@ -30,6 +30,9 @@ CHORUS_DEPS = [
     "matplotlib",
     "tqdm",
 ]
+# npu_ops.integrations (transformers models, ONNX export + onnxruntime), pinned to the tested versions; the tests
+# need them too. mmcv has no CPU wheel on PyPI; the mmcv tests need mmengine, which .ci/run installs --no-deps.
+INTEGRATION_DEPS = ["transformers==5.24.0", "onnx==1.23.2", "onnxscript==0.7.2", "onnxruntime==1.32.0"]
 VERSION = "0.1.0"
 
 
@@ -164,8 +167,9 @@ if __name__ == "__main__":
         cmdclass={"build_ext": CMakeBuild},
         install_requires=["torch>=2.4", "numpy"],
         extras_require={
-            "test": ["pytest>=7", "ruff", *CHORUS_DEPS],
+            "test": ["pytest>=7", "ruff", *CHORUS_DEPS, *INTEGRATION_DEPS],
             "chorus": CHORUS_DEPS,
+            "integrations": INTEGRATION_DEPS,
         },
         zip_safe=False,
     )

@@ -1,0 +1,3 @@
+"""Stand-in for mmcv (see ../README.md)."""
+
+__version__ = "2.2.0+standin"
