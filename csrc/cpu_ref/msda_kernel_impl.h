@@ -191,37 +191,51 @@ void forward_impl(const MsdaForwardArgs& a, int64_t begin, int64_t end) {
   const auto* loc = static_cast<const in_t*>(a.loc);
   const auto* attn = static_cast<const in_t*>(a.attn);
   auto* out = static_cast<acc_t*>(a.out);
-  // In-bounds corners of the current (query, head): row pointer and
-  // attention-times-bilinear weight, so the channel loops below only stream.
-  const Scratch<const in_t*> rows(4 * LP);
-  const Scratch<acc_t> wts(4 * LP);
-
-  for (int64_t item = begin; item < end; ++item) {  // item = b * Nq + q
-    const int64_t b = item / d.num_queries;
-    for (int64_t h = 0; h < H; ++h) {
-      const in_t* vbase = value + b * a.value_strides.batch + h * a.value_strides.head;
-      const in_t* lp = loc + (item * H + h) * LP * 2;
-      const in_t* ap = attn + (item * H + h) * LP;
-      int64_t n = 0;
-      for (int64_t l = 0; l < d.num_levels; ++l) {
-        const MsdaLevelDesc lv = a.levels[l];
-        const in_t* vlevel = vbase + lv.start * pix_stride;
-        for (int64_t p = 0; p < d.num_points; ++p, lp += 2, ++ap) {
-          Footprint<acc_t> f;
-          if (!footprint<acc_t>(to_acc(lp[0]), to_acc(lp[1]), lv.height, lv.width, f)) continue;
-          const acc_t w = to_acc(*ap);
-          for (int k = 0; k < 4; ++k) {
-            if (!f.valid[k]) continue;
-            rows.data[n] = vlevel + f.pixel[k] * pix_stride;
-            wts.data[n] = w * f.weight[k];
-            prefetch_row(rows.data[n], C);
-            ++n;
-          }
+  // In-bounds corners of a (query, head): row pointer and attention-times-
+  // bilinear weight, so the channel loops below only stream. Two sets: the
+  // corners of the next (query, head) are found and prefetched before the
+  // current one's channel loop, so its row fetches overlap that work (the
+  // decoder cases are bound by the latency of these random row reads).
+  const Scratch<const in_t*> rows(2 * 4 * LP);
+  const Scratch<acc_t> wts(2 * 4 * LP);
+  // Fills set `buf` for work unit `u` = item * H + h; returns its corner count.
+  auto gather = [&](int64_t u, int buf) -> int64_t {
+    const in_t** rs = rows.data + buf * 4 * LP;
+    acc_t* ws = wts.data + buf * 4 * LP;
+    const int64_t item = u / H, h = u % H, b = item / d.num_queries;
+    const in_t* vbase = value + b * a.value_strides.batch + h * a.value_strides.head;
+    const in_t* lp = loc + u * LP * 2;
+    const in_t* ap = attn + u * LP;
+    int64_t n = 0;
+    for (int64_t l = 0; l < d.num_levels; ++l) {
+      const MsdaLevelDesc lv = a.levels[l];
+      const in_t* vlevel = vbase + lv.start * pix_stride;
+      for (int64_t p = 0; p < d.num_points; ++p, lp += 2, ++ap) {
+        Footprint<acc_t> f;
+        if (!footprint<acc_t>(to_acc(lp[0]), to_acc(lp[1]), lv.height, lv.width, f)) continue;
+        const acc_t w = to_acc(*ap);
+        for (int k = 0; k < 4; ++k) {
+          if (!f.valid[k]) continue;
+          rs[n] = vlevel + f.pixel[k] * pix_stride;
+          ws[n] = w * f.weight[k];
+          prefetch_row(rs[n], C);
+          ++n;
         }
       }
-      acc_t* o = out + (item * H + h) * C;
-      const in_t* const* r = rows.data;
-      const acc_t* wt = wts.data;
+    }
+    return n;
+  };
+
+  const int64_t u_end = end * H;
+  int64_t n_next = begin * H < u_end ? gather(begin * H, 0) : 0;
+  for (int64_t u = begin * H; u < u_end; ++u) {
+    const int cur = static_cast<int>((u - begin * H) & 1);
+    const int64_t n = n_next;
+    if (u + 1 < u_end) n_next = gather(u + 1, cur ^ 1);
+    {
+      acc_t* o = out + u * C;
+      const in_t* const* r = rows.data + cur * 4 * LP;
+      const acc_t* wt = wts.data + cur * 4 * LP;
       int64_t c = 0;
       // Two accumulator sets (even / odd corners) keep two FMA chains in flight.
       for (; c + 2 * N <= C; c += 2 * N) {
