@@ -178,7 +178,11 @@ class ChorusHandle:
                 if cur.plan.hit:
                     a = cur.plan.actions[i]
                     if a is Action.SKIP:
-                        out["latents"] = cur.entry.latents[i + 1].to(lat.dtype).clone()
+                        # A skip keeps the latent (zero velocity); only x_start is stored for a Stage-1 run
+                        # (the steps inside it are not), and it is what the loop must hold when Stage 1 ends.
+                        lats = cur.entry.latents
+                        src = lats[i + 1] if (i + 1) in lats else lats[cur.plan.start_step]
+                        out["latents"] = src.to(lat.dtype).clone()
                     elif a is Action.REGION_TGAA:
                         tb = time.perf_counter()
                         cached = cur.entry.latents[i + 1].to(lat.dtype)
