@@ -60,6 +60,9 @@ class _Request:
         return int(diffs.argmin())
 
 
+_MISSING = object()
+
+
 class ChorusHandle:
     """What :func:`enable_chorus` returns: the cache, config, per-request records and a summary."""
 
@@ -71,6 +74,9 @@ class ChorusHandle:
         self._cur: _Request | None = None
         self._orig_forward = pipe.transformer.forward
         self._orig_class = pipe.__class__
+        # An instance-level forward installed before us (offload or cache hooks) is put back on disable;
+        # _MISSING means there was none, so the class method shows through again.
+        self._orig_instance_forward = pipe.transformer.__dict__.get("forward", _MISSING)
         self.tgaa = install_tgaa(pipe.transformer)
 
     @property
@@ -382,6 +388,9 @@ def disable_chorus(pipe) -> None:
     if handle is None:
         return
     pipe.__class__ = handle._orig_class
-    del pipe.transformer.forward
+    if handle._orig_instance_forward is _MISSING:
+        pipe.transformer.__dict__.pop("forward", None)
+    else:
+        pipe.transformer.forward = handle._orig_instance_forward
     uninstall_tgaa(pipe.transformer)
     pipe.chorus = None
