@@ -60,6 +60,9 @@ class _Request:
         return int(diffs.argmin())
 
 
+_MISSING = object()
+
+
 class ChorusHandle:
     """What :func:`enable_chorus` returns: the cache, config, per-request records and a summary."""
 
@@ -71,6 +74,9 @@ class ChorusHandle:
         self._cur: _Request | None = None
         self._orig_forward = pipe.transformer.forward
         self._orig_class = pipe.__class__
+        # An instance-level forward installed before us (offload or cache hooks) is put back on disable;
+        # _MISSING means there was none, so the class method shows through again.
+        self._orig_instance_forward = pipe.transformer.__dict__.get("forward", _MISSING)
         self.tgaa = install_tgaa(pipe.transformer)
 
     @property
@@ -178,7 +184,11 @@ class ChorusHandle:
                 if cur.plan.hit:
                     a = cur.plan.actions[i]
                     if a is Action.SKIP:
-                        out["latents"] = cur.entry.latents[i + 1].to(lat.dtype).clone()
+                        # A skip keeps the latent (zero velocity); only x_start is stored for a Stage-1 run
+                        # (the steps inside it are not), and it is what the loop must hold when Stage 1 ends.
+                        lats = cur.entry.latents
+                        src = lats[i + 1] if (i + 1) in lats else lats[cur.plan.start_step]
+                        out["latents"] = src.to(lat.dtype).clone()
                     elif a is Action.REGION_TGAA:
                         tb = time.perf_counter()
                         cached = cur.entry.latents[i + 1].to(lat.dtype)
@@ -378,6 +388,9 @@ def disable_chorus(pipe) -> None:
     if handle is None:
         return
     pipe.__class__ = handle._orig_class
-    del pipe.transformer.forward
+    if handle._orig_instance_forward is _MISSING:
+        pipe.transformer.__dict__.pop("forward", None)
+    else:
+        pipe.transformer.forward = handle._orig_instance_forward
     uninstall_tgaa(pipe.transformer)
     pipe.chorus = None

@@ -86,3 +86,40 @@ def test_enable_chorus_refuses_what_it_cannot_do_exactly(wan_pipe, minilm):
     with pytest.raises(TypeError, match="config"):
         enable_chorus(wan_pipe, config={"tau_full": 0.9})
     disable_chorus(wan_pipe)
+
+
+def test_enable_chorus_serves_stage1_steps_full_3_on_4_steps(wan_pipe, minilm):
+    """Issue 12 (2): a valid config whose Stage 1 skips 3 of 4 steps raised KeyError inside the request."""
+    cache = RequestCache()
+    cfg = ChorusConfig(tau_full=0.9, tau_partial=0.8, stage1_steps_full=3, stage3_steps=1)
+    h = enable_chorus(wan_pipe, cache=cache, config=cfg, encoder=minilm)
+    try:
+        wan_pipe(RED, guidance_scale=1.0, **CALL)
+        out = wan_pipe(RED + ".", guidance_scale=1.0, **CALL).frames
+        r = h.records[-1]
+        assert r.hit and r.steps_skipped >= 1 and torch.isfinite(out).all()
+    finally:
+        disable_chorus(wan_pipe)
+
+
+def test_disable_chorus_restores_an_earlier_forward_wrapper(wan_pipe, minilm):
+    """Issue 12 (4): disable_chorus deleted an instance forward installed before enable_chorus (offload/cache hooks)."""
+    tr = wan_pipe.transformer
+    stock = tr.forward
+    calls = []
+
+    def wrapper(*a, **k):
+        calls.append(1)
+        return stock(*a, **k)
+
+    tr.forward = wrapper
+    try:
+        enable_chorus(wan_pipe, config=ChorusConfig(), encoder=minilm)
+        disable_chorus(wan_pipe)
+        assert tr.__dict__.get("forward") is wrapper
+    finally:
+        tr.__dict__.pop("forward", None)
+    assert "forward" not in tr.__dict__
+    enable_chorus(wan_pipe, config=ChorusConfig(), encoder=minilm)
+    disable_chorus(wan_pipe)
+    assert "forward" not in tr.__dict__  # no instance attribute before: none after
