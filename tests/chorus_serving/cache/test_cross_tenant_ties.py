@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from npu_ops.chorus.cache import RequestCache
-
 from cache_helpers import make_entry, make_key, near, unit
+from npu_ops.chorus.cache import RequestCache
 
 # Ids chosen so that the plain "smaller id wins" rule picks the other tenant's entry.
 _OTHER_ID, _OWN_ID = "a" * 32, "f" * 32

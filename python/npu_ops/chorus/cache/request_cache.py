@@ -1,9 +1,10 @@
 """``RequestCache``: the Chorus inter-request cache (lookup by class + prompt embedding).
 
 Lookup runs an exact cosine search within the request's compatibility class (tenant included
-unless ``cross_tenant=True``; then ties prefer the requesting tenant's own entry) over a local numpy index that follows the backend. Backend trouble
-never fails a request: a corrupt entry is removed and skipped, an unreachable backend is a miss;
-both raise a ``ChorusCacheWarning``. Bad arguments raise ``TypeError`` / ``ValueError`` naming them.
+unless ``cross_tenant=True``; then ties prefer the requesting tenant's own entry) over a local
+numpy index that follows the backend. Backend trouble never fails a request: a corrupt entry
+is removed and skipped, an unreachable backend is a miss; both raise a ``ChorusCacheWarning``.
+Bad arguments raise ``TypeError`` / ``ValueError`` naming them.
 """
 
 from __future__ import annotations
