@@ -304,6 +304,8 @@ class ChorusHandle:
             return "stochastic sampling"
         if not isinstance(a.get("prompt"), str) or a.get("prompt_embeds") is not None:
             return "Chorus needs one prompt string per call (no prompt lists, no prompt_embeds)"
+        if not a["prompt"].strip() or "\x00" in a["prompt"]:  # what chorus.policy.Request rejects
+            return "an empty prompt (or one with NUL characters) has nothing to match"
         if a.get("num_videos_per_prompt", 1) != 1:
             return "num_videos_per_prompt != 1"
         if getattr(self.pipe, "transformer_2", None) is not None or getattr(

@@ -21,6 +21,7 @@ and serve later server-seeded requests). A match from another tenant is rejected
 from __future__ import annotations
 
 import enum
+import numbers
 from dataclasses import dataclass
 
 from .config import ChorusConfig
@@ -37,15 +38,68 @@ class Action(str, enum.Enum):
     FULL_NO_REUSE = "full_no_reuse"
 
 
+def _is_int(v: object) -> bool:
+    # numbers.Integral admits numpy integers (seeds and token ids often come out of numpy / torch).
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _bad(field: str, expected: str, got: object, exc: type[Exception] = ValueError) -> Exception:
+    shown = repr(got)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    return exc(f"Request.{field} must be {expected}, got {type(got).__name__} {shown}")
+
+
+def _check_text(field: str, v: object) -> None:
+    if not isinstance(v, str):
+        raise _bad(field, "a str", v, TypeError)
+    if not v.strip():
+        raise _bad(field, "a non-empty str (not only whitespace)", v)
+    if "\x00" in v:
+        raise _bad(field, "a str without NUL characters", v)
+
+
 @dataclass(frozen=True)
 class Request:
-    """One generation request. ``seed=None``: the server chooses the noise (reuse allowed)."""
+    """One generation request, validated at construction (``TypeError`` / ``ValueError`` naming the
+    field, the expected and the actual value).
+
+    Fields:
+        prompt: non-empty text (not only whitespace, no NUL).
+        tenant: non-empty text (not only whitespace, no NUL); part of the cache class.
+        seed: ``None`` (the server chooses the noise; reuse allowed) or an int in [0, 2**64)
+            (torch's generator range); numpy integers are stored as ``int``.
+        token_ids: the DiT text tokens (for the token diff), ints >= 0; filled by the server. A list
+            is stored as a tuple.
+        request_id: any str (a caller's label).
+    """
 
     prompt: str
     tenant: str = "default"
     seed: int | None = None
-    token_ids: tuple[int, ...] = ()  # the DiT text tokens (for the token diff); filled by the server
+    token_ids: tuple[int, ...] = ()
     request_id: str = ""
+
+    def __post_init__(self) -> None:
+        _check_text("prompt", self.prompt)
+        _check_text("tenant", self.tenant)
+        s = self.seed
+        if s is not None:
+            if not _is_int(s):
+                raise _bad("seed", "an int or None", s, TypeError)
+            if not 0 <= int(s) < 2**64:
+                raise _bad("seed", "None or an int in [0, 2**64)", s)
+            object.__setattr__(self, "seed", int(s))
+        ids = self.token_ids
+        if not isinstance(ids, (tuple, list)):
+            raise _bad("token_ids", "a tuple or list of ints >= 0", ids, TypeError)
+        for i, t in enumerate(ids):
+            if not _is_int(t):
+                raise _bad(f"token_ids[{i}]", "an int >= 0", t, TypeError)
+            if t < 0:
+                raise _bad(f"token_ids[{i}]", "an int >= 0", t)
+        object.__setattr__(self, "token_ids", tuple(int(t) for t in ids))
+        if not isinstance(self.request_id, str):
+            raise _bad("request_id", "a str", self.request_id, TypeError)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Exact and deterministic: vectors are re-normalised and scored in float64, and scores are rounded
 to 1e-9 (``_DECIMALS``) so that vectors equal up to rounding tie whatever their row position in
-the matrix; among equal scores the smallest entry id wins. Every worker that holds the same entries
+the matrix; among equal scores an entry owned by the ``prefer`` tag (the requesting tenant, when
+tenants share a group) wins, then the smallest entry id. Every worker that holds the same entries
 thus returns the same match whatever order it learnt them in. Brute force costs about 9 ms per
 query at 100k 384-d entries (docs/chorus_cache.md), negligible next to a video request.
 """
@@ -19,13 +20,14 @@ _DECIMALS = 9
 
 
 class _Group:
-    """Rows of one class: a growable float64 matrix plus row <-> id maps (swap-remove)."""
+    """Rows of one class: a growable float64 matrix plus row <-> id / owner maps (swap-remove)."""
 
     def __init__(self, dim: int) -> None:
         self.mat = np.empty((8, dim), dtype=np.float64)
         self.ids: list[str] = []
+        self.owners: list[str | None] = []
 
-    def add(self, entry_id: str, vec: np.ndarray) -> None:
+    def add(self, entry_id: str, vec: np.ndarray, owner: str | None) -> None:
         n = len(self.ids)
         if n == self.mat.shape[0]:
             grown = np.empty((2 * n, self.mat.shape[1]), dtype=np.float64)
@@ -33,6 +35,7 @@ class _Group:
             self.mat = grown
         self.mat[n] = vec
         self.ids.append(entry_id)
+        self.owners.append(owner)
 
     def remove_row(self, row: int) -> str | None:
         """Remove ``row`` by moving the last row into it; returns the id that moved (if any)."""
@@ -41,8 +44,10 @@ class _Group:
         if row != last:
             self.mat[row] = self.mat[last]
             self.ids[row] = self.ids[last]
+            self.owners[row] = self.owners[last]
             moved = self.ids[row]
         self.ids.pop()
+        self.owners.pop()
         return moved
 
 
@@ -63,8 +68,9 @@ class NumpyIndex:
     def ids(self) -> Iterator[str]:
         return iter(list(self._where))
 
-    def add(self, entry_id: str, group: str, embedding: np.ndarray) -> None:
-        """Insert or replace ``entry_id``; ``embedding`` is a finite non-zero vector."""
+    def add(self, entry_id: str, group: str, embedding: np.ndarray, owner: str | None = None) -> None:
+        """Insert or replace ``entry_id``; ``embedding`` is a finite non-zero vector; ``owner`` is the
+        tag ``search(prefer=...)`` favours among equal scores (the entry's tenant)."""
         vec = np.asarray(embedding, dtype=np.float64).reshape(-1)
         if self.dim is None:
             self.dim = vec.size
@@ -76,7 +82,7 @@ class NumpyIndex:
         if g is None:
             g = self._groups[group] = _Group(self.dim)
         self._where[entry_id] = (group, len(g.ids))
-        g.add(entry_id, vec)
+        g.add(entry_id, vec, owner)
 
     def remove(self, entry_id: str) -> bool:
         loc = self._where.pop(entry_id, None)
@@ -95,9 +101,11 @@ class NumpyIndex:
         self._groups.clear()
         self._where.clear()
 
-    def search(self, group: str, query: np.ndarray, *, min_similarity: float = -np.inf, k: int = 1):
+    def search(
+        self, group: str, query: np.ndarray, *, min_similarity: float = -np.inf, k: int = 1, prefer: str | None = None
+    ):
         """Best ``k`` ``(entry_id, similarity)`` of ``group`` with similarity >= ``min_similarity``,
-        best first; ties broken by the smaller entry id."""
+        best first; among equal scores entries owned by ``prefer`` first, then the smaller entry id."""
         g = self._groups.get(group)
         if g is None:
             return []
@@ -113,7 +121,8 @@ class NumpyIndex:
         if keep.size > k:  # only the top k scores (and whatever ties the k-th) need the id tie-break
             kth = np.partition(sims[keep], keep.size - k)[keep.size - k]
             keep = keep[sims[keep] >= kth]
-        # lexsort: last key is primary -> sort by -similarity, then by id.
+        # lexsort: last key is primary -> sort by -similarity, then not-preferred, then by id.
         ids = np.array([g.ids[i] for i in keep])
-        order = np.lexsort((ids, -sims[keep]))[:k]
+        foreign = np.array([prefer is None or g.owners[i] != prefer for i in keep])
+        order = np.lexsort((ids, foreign, -sims[keep]))[:k]
         return [(str(ids[i]), float(sims[keep[i]])) for i in order]

@@ -1,9 +1,10 @@
 """``RequestCache``: the Chorus inter-request cache (lookup by class + prompt embedding).
 
 Lookup runs an exact cosine search within the request's compatibility class (tenant included
-unless ``cross_tenant=True``) over a local numpy index that follows the backend. Backend trouble
-never fails a request: a corrupt entry is removed and skipped, an unreachable backend is a miss;
-both raise a ``ChorusCacheWarning``. Bad arguments raise ``TypeError`` / ``ValueError`` naming them.
+unless ``cross_tenant=True``; then ties prefer the requesting tenant's own entry) over a local
+numpy index that follows the backend. Backend trouble never fails a request: a corrupt entry
+is removed and skipped, an unreachable backend is a miss; both raise a ``ChorusCacheWarning``.
+Bad arguments raise ``TypeError`` / ``ValueError`` naming them.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class RequestCache:
 
     def _index_record(self, rec: EntryRecord) -> None:
         try:
-            self._index.add(rec.entry_id, self._group(rec.key), rec.embedding)
+            self._index.add(rec.entry_id, self._group(rec.key), rec.embedding, owner=rec.key.tenant)
         except ValueError as e:  # another worker stored a different embedding size
             warn_cache(f"RequestCache: not indexing entry {rec.entry_id!r}: {e}")
 
@@ -129,7 +130,9 @@ class RequestCache:
 
         Returns:
             ``CacheMatch`` (entry with latents, similarity) or None (a miss; also on backend
-            trouble, with a ``ChorusCacheWarning``). Ties go to the smaller entry id.
+            trouble, with a ``ChorusCacheWarning``). Among equally similar entries (scores equal
+            after rounding to 1e-9) the requesting tenant's own entry wins (this matters with
+            ``cross_tenant=True``), then the smaller entry id: deterministic on every worker.
         """
         if not isinstance(key, CompatKey):
             raise TypeError(f"key must be a CompatKey, got {type(key).__name__}")
@@ -146,7 +149,7 @@ class RequestCache:
         group = self._group(key)
         for _ in range(_MAX_CANDIDATES):
             with self._lock:
-                best = self._index.search(group, q, min_similarity=float(min_similarity), k=1)
+                best = self._index.search(group, q, min_similarity=float(min_similarity), k=1, prefer=key.tenant)
             if not best:
                 return None
             eid, sim = best[0]
@@ -197,7 +200,7 @@ class RequestCache:
             for v in result.evicted:
                 self._index.remove(v)
             if result.ok:
-                self._index.add(entry.entry_id, self._group(entry.key), entry.embedding)
+                self._index.add(entry.entry_id, self._group(entry.key), entry.embedding, owner=entry.key.tenant)
         return result.ok
 
     def record_hit(self, entry_id: str, compute_saved: float) -> None:
