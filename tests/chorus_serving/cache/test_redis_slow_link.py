@@ -89,6 +89,10 @@ class SlowProxy:
         self._listener.close()
         with self._lock:
             for s in self._socks:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)  # wakes a pump blocked in recv (close alone does not)
+                except OSError:
+                    pass
                 s.close()
         for t in self._threads:
             t.join(5)
@@ -139,16 +143,20 @@ def test_insert_over_a_slow_link_is_bounded_and_not_retried(slow_link, link):
     backend.close()
 
 
-def test_request_cache_over_a_slow_link_is_a_warned_miss_in_bounded_time(slow_link):
-    backend = _filled_backend(slow_link, "slow-cache", retry_interval=0.0)  # no fast-fail: each call waits
+@pytest.mark.parametrize("link", ["slow-round-trips", "large-entry-narrow-link"])
+def test_request_cache_over_a_slow_link_is_a_warned_miss_in_bounded_time(slow_link, link):
+    backend = _filled_backend(slow_link, f"slow-cache-{link}", retry_interval=0.0)  # no fast-fail: each call waits
     cache = RequestCache(backend, budget_bytes=1 << 30)
     assert cache.lookup(make_key(), unit(50)) is not None
-    slow_link.delay, slow_link.watches = 0.6 * TIMEOUT, 0
+    for name, v in LINKS[link].items():
+        setattr(slow_link, name, v)
+    slow_link.watches = 0
+    shape = (1, 16, 4, 32, 32) if link.startswith("large") else (1, 4, 2, 4, 4)
     worst = 0.0
     for i in range(3):
         for call in (
-            lambda: cache.insert(make_entry(f"slow request {i}", unit(70 + i))),
-            lambda: cache.lookup(make_key(), unit(50 + i), min_similarity=0.99),
+            lambda i=i: cache.insert(make_entry(f"slow request {i}", unit(70 + i), shape=shape)),
+            lambda i=i: cache.lookup(make_key(), unit(50 + i), min_similarity=0.99),
         ):
             t0 = time.monotonic()
             with warnings.catch_warnings(record=True) as caught:
